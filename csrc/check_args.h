@@ -1,0 +1,118 @@
+// Argument checks shared by the CPU ops and the CUDA launchers. Every check
+// runs before any tensor is written, so a rejected call changes nothing.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "schedule.h"
+
+namespace fusedlr {
+
+// The bucket's params and grads as dense tensors. A non-contiguous param (or
+// grad) is processed through a contiguous copy that write_back() copies back.
+struct BucketView {
+  std::vector<at::Tensor> params;
+  std::vector<at::Tensor> grads;
+  std::vector<std::pair<at::Tensor, at::Tensor>> param_copies;  // (original, dense copy)
+  std::vector<std::pair<at::Tensor, at::Tensor>> grad_copies;
+
+  void write_back(bool grads_changed) const {
+    for (const auto& c : param_copies) c.first.copy_(c.second);
+    if (grads_changed) {
+      for (const auto& c : grad_copies) c.first.copy_(c.second);
+    }
+  }
+};
+
+inline at::ScalarType state_dtype(at::ScalarType param) {
+  return param == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+using NamedList = std::pair<const char*, at::TensorList>;
+
+// per_tensor lists have one state tensor per param; the last list of `states`
+// is indexed by the slot column of `meta` (momentum buffers, max_exp_avg_sqs).
+inline BucketView check_bucket(const char* op, at::TensorList params, at::TensorList grads,
+                               std::vector<NamedList> states, at::TensorList steps,
+                               const at::Tensor& meta, const at::Tensor& hparams,
+                               const at::Tensor& group_lr) {
+  const int64_t n = static_cast<int64_t>(params.size());
+  TORCH_CHECK(static_cast<int64_t>(grads.size()) == n && static_cast<int64_t>(steps.size()) == n,
+              op, ": params, grads and steps must have the same length, got ", n, ", ",
+              grads.size(), " and ", steps.size());
+  TORCH_CHECK(hparams.scalar_type() == at::kDouble && hparams.dim() == 2 &&
+                  hparams.size(1) == kGroupFields && hparams.is_contiguous(),
+              op, ": hparams must be a contiguous float64 tensor of shape [groups, ", kGroupFields,
+              "]");
+  const int64_t groups = hparams.size(0);
+  TORCH_CHECK(group_lr.scalar_type() == at::kDouble && group_lr.numel() == 2 * groups &&
+                  group_lr.is_contiguous() && group_lr.device() == hparams.device(),
+              op, ": group_lr must be a contiguous float64 tensor of shape [", groups,
+              ", 2] on the device of hparams");
+  TORCH_CHECK(meta.scalar_type() == at::kLong && meta.device().is_cpu() && meta.dim() == 2 &&
+                  meta.size(0) == n && meta.size(1) == 2 && meta.is_contiguous(),
+              op, ": meta must be a contiguous CPU int64 tensor of shape [", n, ", 2]");
+  const at::TensorList slotted = states.back().second;
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  const size_t last = states.size() - 1;
+  for (size_t k = 0; k < last; ++k) {
+    TORCH_CHECK(static_cast<int64_t>(states[k].second.size()) == n, op, ": ", states[k].first,
+                " must have one tensor per param (", n, "), got ", states[k].second.size());
+  }
+  BucketView view;
+  view.params.reserve(n);
+  view.grads.reserve(n);
+  const at::Device device = hparams.device();
+  for (int64_t i = 0; i < n; ++i) {
+    const at::Tensor& p = params[i];
+    const at::Tensor& g = grads[i];
+    const int64_t grp = mt[2 * i], slot = mt[2 * i + 1];
+    TORCH_CHECK(grp >= 0 && grp < groups, op, ": meta[", i, "] names group ", grp, " of ",
+                groups);
+    TORCH_CHECK(slot >= -1 && slot < static_cast<int64_t>(slotted.size()), op, ": meta[", i,
+                "] names ", states.back().first, " slot ", slot, " of ", slotted.size());
+    const at::ScalarType dt = p.scalar_type();
+    TORCH_CHECK(dt == at::kFloat || dt == at::kDouble || dt == at::kBFloat16 || dt == at::kHalf,
+                op, ": params[", i, "] has dtype ", dt,
+                "; fusedlr supports float32, float64, bfloat16 and float16 params");
+    TORCH_CHECK(p.device() == device, op, ": params[", i, "] is on ", p.device(),
+                " but the bucket's device is ", device);
+    TORCH_CHECK(g.layout() == at::kStrided, op, ": grads[", i,
+                "] is sparse; fusedlr does not support sparse gradients");
+    TORCH_CHECK(g.sizes() == p.sizes(), op, ": grads[", i, "] has shape ", g.sizes(),
+                " but params[", i, "] has shape ", p.sizes());
+    TORCH_CHECK(g.scalar_type() == dt && g.device() == device, op, ": grads[", i, "] is ",
+                g.scalar_type(), " on ", g.device(), " but params[", i, "] is ", dt, " on ",
+                device);
+    const at::Tensor& st = steps[i];
+    TORCH_CHECK(st.scalar_type() == at::kFloat && st.numel() == 1 && st.device() == device, op,
+                ": steps[", i, "] must be a float32 scalar tensor on ", device);
+    const auto check_state = [&](const char* name, const at::Tensor& s, int64_t idx) {
+      TORCH_CHECK(s.numel() == p.numel() && s.scalar_type() == state_dtype(dt) &&
+                      s.is_contiguous() && s.device() == device,
+                  op, ": ", name, "[", idx, "] must be a contiguous ", state_dtype(dt),
+                  " tensor of ", p.numel(), " elements on ", device, " (params[", i, "])");
+    };
+    for (size_t k = 0; k < last; ++k) check_state(states[k].first, states[k].second[i], i);
+    if (slot >= 0) check_state(states.back().first, slotted[slot], slot);
+    if (p.is_contiguous()) {
+      view.params.push_back(p);
+    } else {
+      view.params.push_back(p.contiguous());
+      view.param_copies.emplace_back(p, view.params.back());
+    }
+    if (g.is_contiguous()) {
+      view.grads.push_back(g);
+    } else {
+      view.grads.push_back(g.contiguous());
+      view.grad_copies.emplace_back(g, view.grads.back());
+    }
+  }
+  return view;
+}
+
+}  // namespace fusedlr

@@ -1,0 +1,145 @@
+// at::vec implementations of the update spans. Included by isa_*.cpp, each of
+// which sets the target ISA and the namespace FUSEDLR_ISA_NS first.
+#pragma once
+
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include "kernel_table.h"
+
+namespace fusedlr {
+namespace FUSEDLR_ISA_NS {
+
+using at::vec::Vectorized;
+
+template <typename V>
+struct VecOps {
+  static inline V sqrt(V x) { return x.sqrt(); }
+  static inline V max(V a, V b) { return at::vec::maximum(a, b); }
+};
+
+template <typename T>
+struct Opmath {
+  using type = float;
+};
+template <>
+struct Opmath<double> {
+  using type = double;
+};
+
+template <typename T>
+constexpr bool is_reduced() {
+  return std::is_same_v<T, c10::BFloat16> || std::is_same_v<T, c10::Half>;
+}
+
+// Loads n (= Vectorized<T>::size()) elements of T as opmath vectors (two for reduced types).
+template <typename T>
+struct Lanes {
+  using O = typename Opmath<T>::type;
+  using OVec = Vectorized<O>;
+  static constexpr int kParts = is_reduced<T>() ? 2 : 1;
+  static constexpr int64_t kStep = Vectorized<T>::size();
+  static inline void load(const T* src, OVec* out) {
+    if constexpr (is_reduced<T>()) {
+      auto parts = at::vec::convert_to_float<T>(Vectorized<T>::loadu(src));
+      out[0] = std::get<0>(parts);
+      out[1] = std::get<1>(parts);
+    } else {
+      out[0] = OVec::loadu(src);
+    }
+  }
+  static inline void store(T* dst, const OVec* in) {
+    if constexpr (is_reduced<T>()) {
+      at::vec::convert_from_float<T>(in[0], in[1]).store(dst);
+    } else {
+      in[0].store(dst);
+    }
+  }
+  static inline void load_state(const O* src, OVec* out) {
+    for (int k = 0; k < kParts; ++k) out[k] = OVec::loadu(src + k * OVec::size());
+  }
+  static inline void store_state(O* dst, const OVec* in) {
+    for (int k = 0; k < kParts; ++k) in[k].store(dst + k * OVec::size());
+  }
+};
+
+template <typename T>
+void sgd_span(T* p, T* g, void* buf_v, int64_t n, const SgdScalars& s) {
+  using L = Lanes<T>;
+  using O = typename L::O;
+  using OVec = typename L::OVec;
+  O* buf = static_cast<O*>(buf_v);
+  const SgdCoeffs<OVec> cv = SgdCoeffs<OVec>::template make<O>(s);
+  const SgdCoeffs<O> cs = SgdCoeffs<O>::template make<O>(s);
+  int64_t i = 0;
+  for (; i + L::kStep <= n; i += L::kStep) {
+    OVec pv[L::kParts], gv[L::kParts], bv[L::kParts];
+    L::load(p + i, pv);
+    L::load(g + i, gv);
+    if (buf && !cv.first) L::load_state(buf + i, bv);
+    for (int k = 0; k < L::kParts; ++k) sgd_element(pv[k], gv[k], bv[k], cv);
+    L::store(p + i, pv);
+    if (cv.scaled) L::store(g + i, gv);
+    if (buf) L::store_state(buf + i, bv);
+  }
+  for (; i < n; ++i) {
+    O pv = static_cast<O>(p[i]), gv = static_cast<O>(g[i]);
+    O bv = (buf && !cs.first) ? buf[i] : O(0);
+    sgd_element(pv, gv, bv, cs);
+    p[i] = static_cast<T>(pv);
+    if (cs.scaled) g[i] = static_cast<T>(gv);
+    if (buf) buf[i] = bv;
+  }
+}
+
+template <typename T>
+void adam_span(T* p, T* g, void* m_v, void* v_v, void* vmax_v, int64_t n, const AdamScalars& s) {
+  using L = Lanes<T>;
+  using O = typename L::O;
+  using OVec = typename L::OVec;
+  O* m = static_cast<O*>(m_v);
+  O* v = static_cast<O*>(v_v);
+  O* vmax = static_cast<O*>(vmax_v);
+  const AdamCoeffs<OVec> cv = AdamCoeffs<OVec>::template make<O>(s);
+  const AdamCoeffs<O> cs = AdamCoeffs<O>::template make<O>(s);
+  int64_t i = 0;
+  for (; i + L::kStep <= n; i += L::kStep) {
+    OVec pv[L::kParts], gv[L::kParts], mv[L::kParts], vv[L::kParts], xv[L::kParts];
+    L::load(p + i, pv);
+    L::load(g + i, gv);
+    L::load_state(m + i, mv);
+    L::load_state(v + i, vv);
+    if (vmax) L::load_state(vmax + i, xv);
+    for (int k = 0; k < L::kParts; ++k) {
+      adam_element<OVec, VecOps<OVec>>(pv[k], gv[k], mv[k], vv[k], xv[k], cv);
+    }
+    L::store(p + i, pv);
+    if (cv.scaled) L::store(g + i, gv);
+    L::store_state(m + i, mv);
+    L::store_state(v + i, vv);
+    if (vmax) L::store_state(vmax + i, xv);
+  }
+  for (; i < n; ++i) {
+    O pv = static_cast<O>(p[i]), gv = static_cast<O>(g[i]);
+    O xv = vmax ? vmax[i] : O(0);
+    adam_element<O, ScalarOps<O>>(pv, gv, m[i], v[i], xv, cs);
+    p[i] = static_cast<T>(pv);
+    if (cs.scaled) g[i] = static_cast<T>(gv);
+    if (vmax) vmax[i] = xv;
+  }
+}
+
+inline KernelTable make_table(const char* isa) {
+  return KernelTable{isa,
+                     &sgd_span<float>,
+                     &sgd_span<double>,
+                     &sgd_span<c10::BFloat16>,
+                     &sgd_span<c10::Half>,
+                     &adam_span<float>,
+                     &adam_span<double>,
+                     &adam_span<c10::BFloat16>,
+                     &adam_span<c10::Half>};
+}
+
+}  // namespace FUSEDLR_ISA_NS
+}  // namespace fusedlr

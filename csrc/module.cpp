@@ -1,0 +1,30 @@
+// The Python module fusedlr._C: build information. The optimizer ops are
+// reached through torch.ops.fusedlr.* (registered in ops.cpp and the backends).
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "cpu/kernel_table.h"
+
+#ifndef FUSEDLR_CUDA_ARCHS
+#define FUSEDLR_CUDA_ARCHS ""
+#endif
+
+namespace {
+bool cuda_compiled() {
+#ifdef FUSEDLR_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fusedlr native extension: build information";
+  m.def("cuda_compiled", &cuda_compiled, "Whether the CUDA kernels were compiled in.");
+  m.def("cuda_archs", [] { return std::string(FUSEDLR_CUDA_ARCHS); },
+        "The CUDA architectures the kernels were compiled for.");
+  m.def("cpu_isa", [] { return std::string(fusedlr::cpu_kernels().isa); },
+        "The vector ISA of the CPU kernels chosen on this machine.");
+}

@@ -1,0 +1,23 @@
+// Operator schemas of the fusedlr library. Kernels are registered per backend
+// (csrc/cpu, csrc/cuda); fake kernels for torch.compile live in fusedlr/ops.py.
+// The mutation annotations follow aten::_fused_adam_.
+#include <torch/library.h>
+
+TORCH_LIBRARY(fusedlr, m) {
+  // out[g] = (lr, momentum) of group g at the schedule counter (see schedule.h, eval_group).
+  m.def(
+      "eval_schedule_(Tensor program, Tensor hparams, Tensor lr_scale, Tensor counter, "
+      "Tensor(a!) out) -> ()");
+  // SGD update of every tensor of one (device, dtype) bucket. meta[i] = (group, buffer slot).
+  m.def(
+      "sgd_update_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] momentum_buffers, "
+      "Tensor(d!)[] steps, Tensor meta, Tensor hparams, Tensor group_lr, Tensor? grad_scale, "
+      "Tensor? found_inf) -> ()");
+  // Adam / AdamW update. meta[i] = (group, max_exp_avg_sq slot).
+  m.def(
+      "adam_update_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, "
+      "Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] steps, Tensor meta, "
+      "Tensor hparams, Tensor group_lr, Tensor? grad_scale, Tensor? found_inf) -> ()");
+  // Host evaluation of a program: rows (lr, momentum) for t = start .. start + n - 1.
+  m.def("schedule_values(Tensor program, int root, float base_lr, int start, int n) -> Tensor");
+}

@@ -1,0 +1,67 @@
+"""Per-device tensors that one optimizer step reads and writes.
+
+Everything here is allocated once (at construction, or when the group layout
+changes) and updated in place afterwards, so a captured CUDA graph keeps valid
+pointers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+GROUP_FIELDS = 16  # csrc/include/schedule.h kGroupFields
+
+# Row layout of the per-group hyperparameters (schedule.h, GroupField).
+BASE_LR = 0
+WEIGHT_DECAY = 1
+MOMENTUM = 2  # SGD momentum / Adam beta1
+DAMPENING = 3  # SGD dampening / Adam beta2
+EPS = 4
+NESTEROV = 5
+MAXIMIZE = 6
+AMSGRAD = 7
+DECOUPLED = 8
+STEPS_PER_EPOCH = 9
+SCHEDULE_ROOT = 10
+
+
+class DeviceState:
+    """Schedule counter, group rows, plateau scale and evaluated lrs on one device."""
+
+    def __init__(self, device: torch.device, host_rows: torch.Tensor, program: torch.Tensor):
+        self.device = device
+        n_groups = host_rows.shape[0]
+        self.counter = torch.zeros(1, dtype=torch.int64, device=device)
+        # On the CPU the device rows are the host rows themselves: no copy per change.
+        self.hparams = host_rows if device.type == "cpu" else host_rows.to(device)
+        self.lr_scale = torch.ones(n_groups, dtype=torch.float64, device=device)
+        self.group_lr = torch.zeros(n_groups, 2, dtype=torch.float64, device=device)
+        self.program = program.to(device)
+
+    def resize(self, host_rows: torch.Tensor, program: torch.Tensor) -> None:
+        """New group count or program: keeps the counter tensor and the scales of old groups."""
+        n_old = self.lr_scale.shape[0]
+        n_new = host_rows.shape[0]
+        if n_new != n_old:
+            scale = torch.ones(n_new, dtype=torch.float64, device=self.device)
+            keep = min(n_old, n_new)
+            scale[:keep].copy_(self.lr_scale[:keep])
+            self.lr_scale = scale
+            self.group_lr = torch.zeros(n_new, 2, dtype=torch.float64, device=self.device)
+        if self.device.type == "cpu":
+            self.hparams = host_rows
+        elif self.hparams.shape != host_rows.shape:
+            self.hparams = host_rows.to(self.device)
+        else:
+            self.hparams.copy_(host_rows, non_blocking=True)
+        self.set_program(program)
+
+    def set_program(self, program: torch.Tensor) -> None:
+        if self.program.shape == program.shape:
+            self.program.copy_(program, non_blocking=True)
+        else:
+            self.program = program.to(self.device)
+
+    def upload_rows(self, host_rows: torch.Tensor) -> None:
+        if self.hparams is not host_rows:
+            self.hparams.copy_(host_rows, non_blocking=True)

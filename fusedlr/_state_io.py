@@ -1,0 +1,145 @@
+"""state_dict / load_state_dict of the fused optimizers.
+
+The saved form is torch's (``state`` keyed by param index, ``param_groups``)
+plus a ``fusedlr`` entry holding the schedule counter and the per-group plateau
+scale. Schedules are saved as plain dicts (``Schedule.to_dict``), so no lambda is
+pickled. Loading validates everything first, then copies into the existing
+tensors (a captured CUDA graph keeps its pointers).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fusedlr.schedules import Schedule, from_dict
+
+FORMAT = 1
+
+
+def optimizer_state_dict(opt, base: dict) -> dict:
+    for group in base["param_groups"]:
+        sched = group.get("schedule")
+        group["schedule"] = sched.to_dict() if isinstance(sched, Schedule) else None
+    ds = next(iter(opt._devices.values()))
+    base["fusedlr"] = {
+        "format": FORMAT,
+        "optimizer": type(opt).__name__,
+        "counter": ds.counter.detach().to("cpu", copy=True),
+        "lr_scale": ds.lr_scale.detach().to("cpu", copy=True),
+    }
+    return base
+
+
+_STATE_KEYS = {
+    "sgd": {"step", "momentum_buffer"},
+    "adam": {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+}
+
+
+def _compatible(saved: str, mine: str) -> bool:
+    return saved == mine or {saved, mine} <= {"Adam", "AdamW"}
+
+
+def load_optimizer_state(opt, state_dict: dict) -> None:
+    name = type(opt).__name__
+    if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
+        raise ValueError(f"{name}.load_state_dict: expected a dict with 'state' and 'param_groups'")
+    extra = state_dict.get("fusedlr")
+    if extra is not None and not _compatible(extra.get("optimizer", ""), name):
+        raise ValueError(
+            f"{name}.load_state_dict: the state_dict was saved by {extra.get('optimizer')}, "
+            f"not {name}"
+        )
+    saved_groups = state_dict["param_groups"]
+    groups = opt.param_groups
+    if len(saved_groups) != len(groups):
+        raise ValueError(
+            f"{name}.load_state_dict: the state_dict has {len(saved_groups)} param groups, the "
+            f"optimizer {len(groups)}"
+        )
+    for i, (sg, g) in enumerate(zip(saved_groups, groups)):
+        if len(sg["params"]) != len(g["params"]):
+            raise ValueError(
+                f"{name}.load_state_dict: param group {i} has {len(sg['params'])} params in the "
+                f"state_dict and {len(g['params'])} in the optimizer"
+            )
+    id_map = {
+        old: p
+        for sg, g in zip(saved_groups, groups)
+        for old, p in zip(sg["params"], g["params"])
+    }
+    allowed = _STATE_KEYS[opt._algorithm]
+    for key, st in state_dict["state"].items():
+        if key not in id_map:
+            raise ValueError(f"{name}.load_state_dict: state for unknown param id {key!r}")
+        p = id_map[key]
+        unknown = set(st) - allowed
+        if unknown:
+            raise ValueError(
+                f"{name}.load_state_dict: state of param {key} has keys {sorted(unknown)} that "
+                f"{name} does not use (a state_dict of another optimizer type?)"
+            )
+        for k, v in st.items():
+            if k == "step" or v is None:
+                continue
+            if not isinstance(v, torch.Tensor) or v.shape != p.shape:
+                shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                raise ValueError(
+                    f"{name}.load_state_dict: state '{k}' of param {key} has shape {shape}, the "
+                    f"param {tuple(p.shape)}"
+                )
+    new_groups = []
+    for sg, g in zip(saved_groups, groups):
+        merged = {**sg, "params": g["params"]}
+        sched = merged.get("schedule")
+        merged["schedule"] = from_dict(sched) if isinstance(sched, dict) else sched
+        merged.setdefault("steps_per_epoch", g.get("steps_per_epoch", 1))
+        for k in ("initial_lr",):
+            if k in g and k not in merged:
+                merged[k] = g[k]
+        new_groups.append({k: v for k, v in merged.items() if k in g or k in opt.defaults})
+    from fusedlr._validate import check_group
+
+    for i, g in enumerate(new_groups):
+        full = {**opt.defaults, **g}
+        check_group(name, full, opt._algorithm, name=f"param group {i} of the state_dict")
+
+    # -- everything is valid: apply ---------------------------------------------------------------
+    for g, ng in zip(groups, new_groups):
+        g.update(ng)
+    for key, st in state_dict["state"].items():
+        p = id_map[key]
+        _load_param_state(opt, p, st)
+    opt._relayout()
+    if extra is not None:
+        for ds in opt._devices.values():
+            ds.counter.copy_(extra["counter"].reshape(1))
+            if extra["lr_scale"].numel() == ds.lr_scale.numel():
+                ds.lr_scale.copy_(extra["lr_scale"])
+
+
+def _load_param_state(opt, p: torch.Tensor, saved: dict) -> None:
+    """Copies saved state into the param's state tensors (created if missing)."""
+    state = opt.state[p]
+    dt = torch.float64 if p.dtype == torch.float64 else torch.float32
+    for k, v in saved.items():
+        if k == "step":
+            step = float(v) if not isinstance(v, torch.Tensor) else v.detach().float().reshape(())
+            if "step" in state:
+                state["step"].copy_(torch.as_tensor(step, dtype=torch.float32))
+            else:
+                state["step"] = torch.as_tensor(step, dtype=torch.float32).to(p.device).clone()
+            continue
+        if v is None:
+            continue
+        v = v.detach()
+        if isinstance(state.get(k), torch.Tensor) and state[k].shape == p.shape:
+            state[k].copy_(v)
+        else:
+            state[k] = v.to(device=p.device, dtype=dt, copy=True).contiguous()
+    if opt._algorithm == "sgd" and "step" not in saved:
+        # torch's SGD keeps no step: a saved buffer means momentum has started.
+        has_buf = saved.get("momentum_buffer") is not None
+        state["step"] = torch.full((), float(has_buf), dtype=torch.float32, device=p.device)
+    if opt._algorithm == "adam" and "step" not in state:
+        state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)

@@ -1,0 +1,81 @@
+"""Checks of optimizer arguments, raised before any state changes, worded as torch's."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from fusedlr.schedules import Schedule
+
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{what} must be a Python number, got a Tensor; fusedlr evaluates the schedule on the "
+            "device, so pass schedule=... instead of a Tensor lr"
+        )
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _nonneg(value, message: str) -> float:
+    v = _number(value, message.split(":")[0])
+    if not (0.0 <= v) or math.isinf(v):
+        raise ValueError(f"{message}: {value}")
+    return v
+
+
+def check_group(owner: str, group: dict, algorithm: str, name: str) -> None:
+    """Validates the hyperparameters of a (merged) param group dict."""
+    where = f"{owner} {name}"
+    _nonneg(group["lr"], f"Invalid learning rate ({where})")
+    _nonneg(group["weight_decay"], f"Invalid weight_decay value ({where})")
+    for flag in ("maximize",) + (("nesterov",) if algorithm == "sgd" else ("amsgrad",)):
+        if not isinstance(group[flag], bool):
+            raise TypeError(f"{where}: {flag} must be a bool, got {group[flag]!r}")
+    if algorithm == "sgd":
+        momentum = _nonneg(group["momentum"], f"Invalid momentum value ({where})")
+        dampening = _number(group["dampening"], f"{where}: dampening")
+        if math.isnan(dampening) or math.isinf(dampening):
+            raise ValueError(f"Invalid dampening value ({where}): {dampening}")
+        if group["nesterov"] and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"Nesterov momentum requires a momentum and zero dampening ({where})")
+    else:
+        _nonneg(group["eps"], f"Invalid epsilon value ({where})")
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"{where}: betas must be a pair of numbers, got {betas!r}")
+        for i, b in enumerate(betas):
+            v = _number(b, f"{where}: betas[{i}]")
+            if not 0.0 <= v < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i} ({where}): {b}")
+    sched = group["schedule"]
+    if sched is not None and not isinstance(sched, Schedule):
+        raise TypeError(
+            f"{where}: schedule must be a fusedlr.schedules spec or None, got "
+            f"{type(sched).__name__}"
+        )
+    spe = group["steps_per_epoch"]
+    if isinstance(spe, bool) or not isinstance(spe, numbers.Integral):
+        raise TypeError(f"{where}: steps_per_epoch must be an integer, got {spe!r}")
+    if spe < 1:
+        raise ValueError(f"{where}: steps_per_epoch must be >= 1, got {spe}")
+
+
+def check_param(p, index: int, group_index: int) -> None:
+    where = f"param {index} of param group {group_index}"
+    if not isinstance(p, torch.Tensor):
+        raise TypeError(f"{where}: optimizer can only optimize Tensors, got {type(p).__name__}")
+    if p.dtype not in _FLOAT_DTYPES:
+        hint = " (view complex params as real with torch.view_as_real)" if p.is_complex() else ""
+        raise TypeError(
+            f"{where}: fusedlr supports float32, float64, bfloat16 and float16 params, got "
+            f"{p.dtype}{hint}"
+        )
+    if p.is_sparse:
+        raise TypeError(f"{where}: sparse params are not supported")

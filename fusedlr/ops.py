@@ -1,0 +1,58 @@
+"""Typed wrappers over ``torch.ops.fusedlr.*`` and their fake kernels.
+
+Importing this module loads the native extension (which registers the ops) and
+registers fake (meta) implementations so that ``torch.compile`` and
+``torch.library.opcheck`` see each op as one opaque in-place call.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fusedlr import _C  # noqa: F401  (registers torch.ops.fusedlr.*)
+
+_ops = torch.ops.fusedlr
+
+
+def eval_schedule_(program, hparams, lr_scale, counter, out) -> None:
+    """out[g] = (lr, momentum) of every group at the schedule counter."""
+    _ops.eval_schedule_(program, hparams, lr_scale, counter, out)
+
+
+def sgd_update_(params, grads, momentum_buffers, steps, meta, hparams, group_lr,
+                grad_scale=None, found_inf=None) -> None:
+    _ops.sgd_update_(params, grads, momentum_buffers, steps, meta, hparams, group_lr,
+                     grad_scale, found_inf)
+
+
+def adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta, hparams,
+                 group_lr, grad_scale=None, found_inf=None) -> None:
+    _ops.adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta,
+                      hparams, group_lr, grad_scale, found_inf)
+
+
+def schedule_values(program: torch.Tensor, root: int, base_lr: float, start: int, n: int):
+    """Rows (lr, momentum) of the program at t = start .. start+n-1 (host evaluation)."""
+    return _ops.schedule_values(program, root, base_lr, start, n)
+
+
+@torch.library.register_fake("fusedlr::eval_schedule_")
+def _eval_schedule_fake(program, hparams, lr_scale, counter, out):
+    return None
+
+
+@torch.library.register_fake("fusedlr::sgd_update_")
+def _sgd_update_fake(params, grads, momentum_buffers, steps, meta, hparams, group_lr,
+                     grad_scale, found_inf):
+    return None
+
+
+@torch.library.register_fake("fusedlr::adam_update_")
+def _adam_update_fake(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta,
+                      hparams, group_lr, grad_scale, found_inf):
+    return None
+
+
+@torch.library.register_fake("fusedlr::schedule_values")
+def _schedule_values_fake(program, root, base_lr, start, n):
+    return program.new_empty((n, 2))

@@ -1,0 +1,390 @@
+"""Fused SGD / Adam / AdamW whose learning rate schedule is evaluated on the device.
+
+Drop-in replacements for ``torch.optim.SGD/Adam/AdamW`` plus a ``schedule``: the
+k-th call of ``step()`` (k from 0) uses, for each param group,
+``lr = group['lr'] * schedule(k // steps_per_epoch)`` (absolute schedules such as
+CyclicLR ignore ``group['lr']``). The counter lives on the device and each step is
+one op call per (device, dtype) bucket: no host sync, nothing per step on the host
+but gathering the grads.
+
+``group['lr']`` is the base lr; the schedule never writes it. A group with
+``schedule=None`` uses ``group['lr']`` as it stands at each step, so manual lr
+changes and ``torch.optim.lr_scheduler`` classes work as with torch's optimizers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections import defaultdict
+
+import torch
+
+from fusedlr import ops
+from fusedlr._device_state import (
+    AMSGRAD,
+    BASE_LR,
+    DAMPENING,
+    DECOUPLED,
+    EPS,
+    GROUP_FIELDS,
+    MAXIMIZE,
+    MOMENTUM,
+    NESTEROV,
+    SCHEDULE_ROOT,
+    STEPS_PER_EPOCH,
+    WEIGHT_DECAY,
+    DeviceState,
+)
+from fusedlr._state_io import load_optimizer_state, optimizer_state_dict
+from fusedlr._validate import check_group, check_param
+from fusedlr.schedules import ProgramBuilder
+
+_SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _state_dtype(param: torch.Tensor) -> torch.dtype:
+    return torch.float64 if param.dtype == torch.float64 else torch.float32
+
+
+class _Call:
+    """Cached op arguments for one subset (those with grads) of a bucket's params."""
+
+    __slots__ = ("params", "lists", "steps", "meta")
+
+    def __init__(self, params, lists, steps, meta):
+        self.params = params
+        self.lists = lists
+        self.steps = steps
+        self.meta = meta
+
+
+class _Bucket:
+    """All params of one (device, dtype), in group order."""
+
+    def __init__(self, device, dtype):
+        self.device = device
+        self.dtype = dtype
+        self.params: list[torch.Tensor] = []
+        self.groups: list[int] = []
+        self.calls: dict[object, _Call] = {}
+
+
+class _FusedOptimizer(torch.optim.Optimizer):
+    _step_supports_amp_scaling = True
+    _algorithm = ""  # "sgd" or "adam"
+
+    def __init__(self, params, defaults, *, schedule, steps_per_epoch, skip_schedule_on_inf):
+        defaults = dict(defaults, schedule=schedule, steps_per_epoch=steps_per_epoch)
+        check_group(type(self).__name__, defaults, self._algorithm, name="defaults")
+        if not isinstance(skip_schedule_on_inf, bool):
+            raise TypeError(f"skip_schedule_on_inf must be a bool, got {skip_schedule_on_inf!r}")
+        self.skip_schedule_on_inf = skip_schedule_on_inf
+        self._ready = False
+        self._devices: dict[torch.device, DeviceState] = {}
+        super().__init__(params, defaults)
+        self._relayout()
+        self._ready = True
+
+    # -- groups ---------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict) -> None:
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        params = param_group.get("params")
+        if isinstance(params, torch.Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections")
+        else:
+            params = list(params) if params is not None else []
+        merged = {**self.defaults, **param_group}
+        index = len(self.param_groups)
+        check_group(type(self).__name__, merged, self._algorithm, name=f"param group {index}")
+        for i, p in enumerate(params):
+            check_param(p, i, index)
+        super().add_param_group({**param_group, "params": params})
+        if self._ready:
+            self._relayout()
+
+    def _group_row(self, group: dict, root: int) -> tuple:
+        if self._algorithm == "sgd":
+            mom, damp, eps, amsgrad = group["momentum"], group["dampening"], 0.0, False
+            nesterov = group["nesterov"]
+        else:
+            mom, damp = group["betas"]
+            eps, amsgrad, nesterov = group["eps"], group["amsgrad"], False
+        row = [0.0] * GROUP_FIELDS
+        row[BASE_LR] = float(group["lr"])
+        row[WEIGHT_DECAY] = float(group["weight_decay"])
+        row[MOMENTUM] = float(mom)
+        row[DAMPENING] = float(damp)
+        row[EPS] = float(eps)
+        row[NESTEROV] = float(bool(nesterov))
+        row[MAXIMIZE] = float(bool(group["maximize"]))
+        row[AMSGRAD] = float(bool(amsgrad))
+        row[DECOUPLED] = float(self._decoupled)
+        row[STEPS_PER_EPOCH] = float(group["steps_per_epoch"])
+        row[SCHEDULE_ROOT] = float(root)
+        return tuple(row)
+
+    _decoupled = False
+
+    def _group_needs(self, group: dict) -> bool:
+        """Whether the group's params need the optional state (momentum buffer / max_exp_avg_sq)."""
+        if self._algorithm == "sgd":
+            sched = group["schedule"]
+            return group["momentum"] != 0 or (sched is not None and sched.cycles_momentum())
+        return bool(group["amsgrad"])
+
+    # -- layout: buckets, rows and device state -------------------------------------------------
+    def _relayout(self) -> None:
+        """Rebuilds buckets, the schedule program and the device tensors after a group change."""
+        builder = ProgramBuilder()
+        roots = [builder.add(g["schedule"], i) for i, g in enumerate(self.param_groups)]
+        program = builder.tensor()
+        self._schedules = [g["schedule"] for g in self.param_groups]
+        self._roots = roots
+        self._rows = [self._group_row(g, r) for g, r in zip(self.param_groups, roots)]
+        self._host_rows = torch.tensor(self._rows, dtype=torch.float64).reshape(-1, GROUP_FIELDS)
+        self._needs = [self._group_needs(g) for g in self.param_groups]
+
+        buckets: dict[tuple, _Bucket] = {}
+        for gi, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                key = (p.device, p.dtype)
+                if key not in buckets:
+                    buckets[key] = _Bucket(p.device, p.dtype)
+                buckets[key].params.append(p)
+                buckets[key].groups.append(gi)
+        self._buckets = list(buckets.values())
+        self._multi_bucket = len(self._buckets) > 1
+
+        devices = {b.device for b in self._buckets} or {torch.device("cpu")}
+        for dev in devices:
+            if dev in self._devices:
+                self._devices[dev].resize(self._host_rows, program)
+            else:
+                state = DeviceState(dev, self._host_rows, program)
+                if self._devices:  # a new device joins: start at the same count
+                    state.counter.copy_(next(iter(self._devices.values())).counter)
+                self._devices[dev] = state
+        for dev in [d for d in self._devices if d not in devices]:
+            del self._devices[dev]
+
+    def _sync_groups(self) -> None:
+        """Uploads changed group hyperparameters; relayouts when the schedule or state needs change."""
+        groups = self.param_groups
+        if len(groups) != len(self._rows):
+            self._relayout()
+            return
+        changed = False
+        for i, group in enumerate(groups):
+            if group["schedule"] is not self._schedules[i]:
+                check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
+                self._relayout()
+                return
+            row = self._group_row(group, self._roots[i])
+            if row != self._rows[i]:
+                check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
+                if self._group_needs(group) != self._needs[i]:
+                    self._relayout()
+                    return
+                self._rows[i] = row
+                self._host_rows[i] = torch.tensor(row, dtype=torch.float64)
+                changed = True
+        if changed:
+            for ds in self._devices.values():
+                ds.upload_rows(self._host_rows)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _init_state(self, p: torch.Tensor, needs: bool) -> dict:
+        state = self.state[p]
+        dt = _state_dtype(p)
+        if "step" not in state:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+        if self._algorithm == "sgd":
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = (
+                    torch.zeros(p.shape, dtype=dt, device=p.device) if needs else None
+                )
+                if needs:
+                    state["step"].zero_()  # counts momentum updates: the next one initialises
+        else:
+            if "exp_avg" not in state:
+                state["exp_avg"] = torch.zeros(p.shape, dtype=dt, device=p.device)
+                state["exp_avg_sq"] = torch.zeros(p.shape, dtype=dt, device=p.device)
+            if needs and state.get("max_exp_avg_sq") is None:
+                state["max_exp_avg_sq"] = torch.zeros(p.shape, dtype=dt, device=p.device)
+        return state
+
+    def _build_call(self, bucket: _Bucket, idxs) -> _Call:
+        params, steps, slotted, per_tensor, meta = [], [], [], defaultdict(list), []
+        for i in idxs:
+            p, gi = bucket.params[i], bucket.groups[i]
+            state = self._init_state(p, self._needs[gi])
+            params.append(p)
+            steps.append(state["step"])
+            key = "momentum_buffer" if self._algorithm == "sgd" else "max_exp_avg_sq"
+            extra = state.get(key) if self._needs[gi] else None
+            meta.append((gi, len(slotted) if extra is not None else -1))
+            if extra is not None:
+                slotted.append(extra)
+            if self._algorithm == "adam":
+                per_tensor["exp_avg"].append(state["exp_avg"])
+                per_tensor["exp_avg_sq"].append(state["exp_avg_sq"])
+        meta_t = torch.tensor(meta, dtype=torch.int64).reshape(-1, 2)
+        if self._algorithm == "sgd":
+            lists = (slotted,)
+        else:
+            lists = (per_tensor["exp_avg"], per_tensor["exp_avg_sq"], slotted)
+        return _Call(params, lists, steps, meta_t)
+
+    def _call_for(self, bucket: _Bucket, grads: list) -> tuple[_Call, list]:
+        if not any(map(operator.is_, grads, itertools.repeat(None))):
+            key = None
+        else:
+            key = tuple(g is not None for g in grads)
+            grads = [g for g in grads if g is not None]
+        call = bucket.calls.get(key)
+        if call is None:
+            idxs = range(len(bucket.params)) if key is None else [i for i, h in enumerate(key) if h]
+            call = self._build_call(bucket, idxs)
+            bucket.calls[key] = call
+        return call, grads
+
+    # -- step -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Performs one optimization step (and advances the schedule counter), on the device."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self._sync_groups()
+        grad_scale = getattr(self, "grad_scale", None)
+        found_inf = getattr(self, "found_inf", None)
+
+        work = []
+        for bucket in self._buckets:
+            grads = [p.grad for p in bucket.params]
+            call, grads = self._call_for(bucket, grads)
+            if call.params:
+                work.append((bucket, call, grads))
+        if self._multi_bucket:  # single-bucket steps are checked by the op before any write
+            for _, call, grads in work:
+                _check_grads(call.params, grads)
+
+        for ds in self._devices.values():
+            ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr)
+        for bucket, call, grads in work:
+            ds = self._devices[bucket.device]
+            scale = _on(grad_scale, bucket.device)
+            inf = _on(found_inf, bucket.device)
+            if self._algorithm == "sgd":
+                ops.sgd_update_(call.params, grads, call.lists[0], call.steps, call.meta,
+                                ds.hparams, ds.group_lr, scale, inf)
+            else:
+                ops.adam_update_(call.params, grads, call.lists[0], call.lists[1], call.lists[2],
+                                 call.steps, call.meta, ds.hparams, ds.group_lr, scale, inf)
+        for ds in self._devices.values():
+            if found_inf is not None and self.skip_schedule_on_inf:
+                ds.counter.add_(_on(found_inf, ds.device).eq(0).to(torch.int64))
+            else:
+                ds.counter.add_(1)
+        return loss
+
+    # -- schedule introspection -----------------------------------------------------------------
+    def _group_device(self, group: dict) -> torch.device:
+        params = group["params"]
+        return params[0].device if params else next(iter(self._devices))
+
+    def get_last_lr(self) -> list[torch.Tensor]:
+        """Per group, the lr the next ``step()`` uses, as 0-dim float64 tensors on the group's
+        device (torch's ``scheduler.get_last_lr()`` after as many steps). Reading them syncs."""
+        return [row[0] for row in self._evaluate_groups()]
+
+    def get_last_momentum(self) -> list[torch.Tensor]:
+        """Per group, the momentum (SGD) / beta1 (Adam) the next ``step()`` uses."""
+        return [row[1] for row in self._evaluate_groups()]
+
+    def _evaluate_groups(self) -> list[torch.Tensor]:
+        self._sync_groups()
+        rows = {}
+        for dev, ds in self._devices.items():
+            out = torch.empty_like(ds.group_lr)
+            ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, out)
+            rows[dev] = out
+        return [rows[self._group_device(g)][i] for i, g in enumerate(self.param_groups)]
+
+    @property
+    def schedule_counter(self) -> torch.Tensor:
+        """The number of ``step()`` calls the schedule has counted (int64 tensor, device)."""
+        return self._devices[next(iter(self._devices))].counter
+
+    # -- state_dict -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return optimizer_state_dict(self, super().state_dict())
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        load_optimizer_state(self, state_dict)
+        for bucket in self._buckets:
+            bucket.calls.clear()
+
+
+def _on(t, device):
+    if t is None or t.device == device:
+        return t
+    return t.to(device, non_blocking=True)
+
+
+def _check_grads(params, grads):
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if g.is_sparse:
+            raise RuntimeError(f"params[{i}]: fusedlr does not support sparse gradients")
+        if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+            raise RuntimeError(
+                f"params[{i}]: grad is {g.dtype} {tuple(g.shape)} on {g.device} but the param is "
+                f"{p.dtype} {tuple(p.shape)} on {p.device}"
+            )
+
+
+class SGD(_FusedOptimizer):
+    """``torch.optim.SGD`` with an on-device ``schedule`` (see the module docstring)."""
+
+    _algorithm = "sgd"
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, *, maximize=False, schedule=None, steps_per_epoch=1,
+                 skip_schedule_on_inf=False):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults, schedule=schedule, steps_per_epoch=steps_per_epoch,
+                         skip_schedule_on_inf=skip_schedule_on_inf)
+
+
+class Adam(_FusedOptimizer):
+    """``torch.optim.Adam`` with an on-device ``schedule`` (see the module docstring)."""
+
+    _algorithm = "adam"
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False, *, maximize=False, schedule=None, steps_per_epoch=1,
+                 skip_schedule_on_inf=False):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, maximize=maximize)
+        super().__init__(params, defaults, schedule=schedule, steps_per_epoch=steps_per_epoch,
+                         skip_schedule_on_inf=skip_schedule_on_inf)
+
+
+class AdamW(Adam):
+    """``torch.optim.AdamW`` (decoupled weight decay) with an on-device ``schedule``."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, *, maximize=False, schedule=None, steps_per_epoch=1,
+                 skip_schedule_on_inf=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize, schedule=schedule,
+                         steps_per_epoch=steps_per_epoch,
+                         skip_schedule_on_inf=skip_schedule_on_inf)

@@ -1,0 +1,39 @@
+"""Learning-rate schedules evaluated on the device, in closed form.
+
+Every schedule is a declarative spec (data, not a lambda): pass it as
+``schedule=`` to a fusedlr optimizer or a param group. ``spec.values(n)`` shows
+the first n values, computed by the same C++ code the kernels run.
+"""
+
+from ._base import MAX_CHAIN_DEPTH, ProgramBuilder, Schedule, from_dict
+from .composite import ChainedScheduler, SequentialLR
+from .tables import LambdaLR, MultiplicativeLR
+from .torch_like import (
+    ConstantLR,
+    CosineAnnealingLR,
+    ExponentialLR,
+    LinearLR,
+    MultiStepLR,
+    NoamDecay,
+    PolynomialLR,
+    StepLR,
+)
+
+__all__ = [
+    "MAX_CHAIN_DEPTH",
+    "ChainedScheduler",
+    "ConstantLR",
+    "CosineAnnealingLR",
+    "ExponentialLR",
+    "LambdaLR",
+    "LinearLR",
+    "MultiStepLR",
+    "MultiplicativeLR",
+    "NoamDecay",
+    "PolynomialLR",
+    "ProgramBuilder",
+    "Schedule",
+    "SequentialLR",
+    "StepLR",
+    "from_dict",
+]

@@ -1,0 +1,174 @@
+"""Build of fusedlr: one torch extension, ``fusedlr._C``.
+
+CUDA kernels are compiled when torch is a CUDA build and an nvcc of the same
+CUDA major version is found; no GPU is needed to build. Overrides:
+
+- ``FUSEDLR_CUDA=1`` forces the CUDA build (fails clearly if it cannot), ``FUSEDLR_CUDA=0``
+  builds CPU-only.
+- ``CUDA_HOME`` names the toolkit root; otherwise it is read from ``nvcc --dryrun``
+  (nvcc may be a wrapper script, so torch's own guess can be wrong).
+- ``TORCH_CUDA_ARCH_LIST`` (default ``8.0;9.0+PTX``).
+- ``FUSEDLR_PTXAS_VERBOSE=1`` passes ``-Xptxas -v`` (register / spill report).
+- ``FUSEDLR_SANITIZE=1`` builds with AddressSanitizer and UBSan (CPU code).
+
+Install with ``pip install --no-build-isolation -e .`` (an isolated build would fetch another
+torch).
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ARCHS = "8.0;9.0+PTX"
+
+
+def _log(msg):
+    print(f"fusedlr setup: {msg}", file=sys.stderr)
+
+
+def _nvcc_root(nvcc):
+    """The toolkit root nvcc really uses: the TOP= line of a dry run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.cu")
+        open(src, "w").close()
+        try:
+            out = subprocess.run(
+                [nvcc, "--dryrun", "-v", "-c", src, "-o", os.path.join(tmp, "probe.o")],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    match = re.search(r"^#\$ TOP=(.+)$", out.stdout + out.stderr, re.MULTILINE)
+    return os.path.realpath(match.group(1).strip()) if match else None
+
+
+def _nvcc_version(nvcc):
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"release (\d+)\.(\d+)", out.stdout)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def find_cuda_home():
+    """CUDA_HOME from the environment, or from nvcc on PATH; None if there is none."""
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        root = os.environ.get(var)
+        if root:
+            return root
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    return _nvcc_root(nvcc)
+
+
+def decide_cuda(torch_cuda_version):
+    """(build_cuda, cuda_home, reason)."""
+    force = os.environ.get("FUSEDLR_CUDA", "").strip()
+    if force == "0":
+        return False, None, "FUSEDLR_CUDA=0"
+    problems = []
+    home = find_cuda_home()
+    if torch_cuda_version is None:
+        problems.append("torch is a CPU-only build")
+    if home is None:
+        problems.append("no nvcc on PATH and no CUDA_HOME")
+    elif not os.path.isfile(os.path.join(home, "include", "cuda_runtime.h")):
+        problems.append(f"{home}/include/cuda_runtime.h does not exist")
+    else:
+        nvcc = os.path.join(home, "bin", "nvcc")
+        version = _nvcc_version(nvcc)
+        if version is None:
+            problems.append(f"cannot run {nvcc}")
+        elif torch_cuda_version is not None:
+            torch_major = int(torch_cuda_version.split(".")[0])
+            if version[0] != torch_major:
+                problems.append(
+                    f"nvcc is CUDA {version[0]}.{version[1]} but torch is built for CUDA "
+                    f"{torch_cuda_version}"
+                )
+    if problems:
+        if force == "1":
+            raise RuntimeError("FUSEDLR_CUDA=1 but the CUDA build is impossible: " + "; ".join(problems))
+        return False, None, "; ".join(problems)
+    return True, home, f"torch CUDA {torch_cuda_version}, toolkit at {home}"
+
+
+def build_extensions():
+    # CUDA_HOME must be settled before torch.utils.cpp_extension is imported.
+    import torch
+
+    use_cuda, cuda_home, reason = decide_cuda(torch.version.cuda)
+    if use_cuda:
+        os.environ["CUDA_HOME"] = cuda_home
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
+    _log(f"CUDA kernels: {'yes' if use_cuda else 'no'} ({reason})")
+
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+    sources = ["csrc/ops.cpp", "csrc/module.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cxx = ["-O3", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unknown-pragmas"]
+    ldflags = []
+    if os.environ.get("FUSEDLR_SANITIZE") == "1":
+        cxx += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+        ldflags += ["-fsanitize=address,undefined"]
+    macros = []
+    include_dirs = [os.path.join(HERE, "csrc", "include"), os.path.join(HERE, "csrc")]
+    if use_cuda:
+        sources += sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))
+        archs = os.environ["TORCH_CUDA_ARCH_LIST"]
+        macros += [("FUSEDLR_WITH_CUDA", None), ("FUSEDLR_CUDA_ARCHS", f'"{archs}"')]
+        nvcc = ["-O3", "-std=c++17"]
+        if os.environ.get("FUSEDLR_PTXAS_VERBOSE") == "1":
+            nvcc += ["-Xptxas", "-v"]
+        ext = CUDAExtension(
+            "fusedlr._C",
+            sources,
+            include_dirs=include_dirs,
+            define_macros=macros,
+            extra_compile_args={"cxx": cxx + ["-DFUSEDLR_WITH_CUDA"], "nvcc": nvcc},
+            extra_link_args=ldflags,
+        )
+    else:
+        ext = CppExtension(
+            "fusedlr._C",
+            sources,
+            include_dirs=include_dirs,
+            define_macros=macros,
+            extra_compile_args={"cxx": cxx},
+            extra_link_args=ldflags,
+        )
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = build_extensions()
+
+setup(
+    name="fusedlr",
+    version="0.1.0",
+    description="Fused SGD/Adam/AdamW for PyTorch with learning-rate schedules evaluated on the device",
+    long_description=open(os.path.join(HERE, "README.md")).read()
+    if os.path.exists(os.path.join(HERE, "README.md"))
+    else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["fusedlr", "fusedlr.*"]),
+    python_requires=">=3.10",
+    install_requires=["torch>=2.4"],
+    extras_require={
+        "tools": ["matplotlib", "tqdm", "scikit-learn"],
+        "test": ["pytest", "hypothesis", "matplotlib", "tqdm", "scikit-learn"],
+    },
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    entry_points={"console_scripts": ["fusedlr=fusedlr.__main__:main"]},
+)
