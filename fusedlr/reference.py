@@ -94,12 +94,12 @@ def _open_unit(h: int) -> float:
 def noise_normal(seed: int, t: int) -> float:
     """Standard normal deviate, a deterministic function of ``(seed, t)`` (Box-Muller).
 
-    ``x = (seed * 0x9E3779B97F4A7C15 + t) mod 2**64``,
+    ``x = (seed * 0x9E3779B97F4A7C15 + 2 t) mod 2**64`` (2 t: neighbouring steps share no draw),
     ``u1 = open_unit(splitmix64(x))``, ``u2 = open_unit(splitmix64(x + 1 mod 2**64))``,
     ``open_unit(h) = ((h >> 12) + 0.5) / 2**52``,
     ``z = sqrt(-2 ln u1) * cos(2 pi u2)``.  ``seed`` is taken modulo 2**64 (two's complement).
     """
-    x = (seed * _GOLDEN + t) & _MASK64
+    x = (seed * _GOLDEN + 2 * t) & _MASK64
     u1 = _open_unit(splitmix64(x))
     u2 = _open_unit(splitmix64((x + 1) & _MASK64))
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
@@ -194,10 +194,10 @@ def _chained_scheduler(s, t, base, group):
     return lr
 
 
-def _lambda_value(fn, n, group):
+def _pick_group(fn, group):
     if isinstance(fn, (tuple, list)) and fn and callable(fn[0]):
-        fn = fn[group]  # one callable per param group, as torch allows
-    return float(fn(n)) if callable(fn) else float(fn[n])
+        return fn[group]  # one callable per param group, as torch allows
+    return fn
 
 
 def _clamp_table(t, total_steps):
@@ -207,20 +207,28 @@ def _clamp_table(t, total_steps):
 def _lambda_lr(s, t, base, group):
     """torch LambdaLR: ``base * lr_lambda(min(t, total_steps - 1))``.
 
-    ``lr_lambda`` may be a callable, a table (sequence of numbers), or one callable per group.
+    ``lr_lambda`` may be a callable, a table (``lr_lambda[n]``), or one callable per group.
     Past ``total_steps`` the last value is held (torch would keep calling the lambda).
     """
-    return base * _lambda_value(s.lr_lambda, _clamp_table(t, s.total_steps), group)
+    fn = _pick_group(s.lr_lambda, group)
+    n = _clamp_table(t, s.total_steps)
+    return base * (float(fn(n)) if callable(fn) else float(fn[min(n, len(fn) - 1)]))
 
 
 def _multiplicative_lr(s, t, base, group):
     """torch MultiplicativeLR: ``base * prod_{i=1..min(t, total_steps-1)} lr_lambda(i)``.
 
-    Multiplied in the same order as torch's recursion, so the result is bit-identical.
+    A callable is multiplied in torch's order (bit-identical to torch's recursion).  A table
+    (sequence of numbers) is the already-multiplied running product, as ``fusedlr.schedules``
+    stores it: ``base * lr_lambda[min(t, total_steps - 1)]``.
     """
+    fn = _pick_group(s.lr_lambda, group)
+    n = _clamp_table(t, s.total_steps)
+    if not callable(fn):
+        return base * float(fn[min(n, len(fn) - 1)])
     lr = base
-    for i in range(1, _clamp_table(t, s.total_steps) + 1):
-        lr *= _lambda_value(s.lr_lambda, i, group)
+    for i in range(1, n + 1):
+        lr *= float(fn(i))
     return lr
 
 
@@ -644,7 +652,7 @@ class _ScheduledOptimizer(Optimizer):
 
     The k-th ``step()`` (k from 0) uses ``schedule_lr(group['schedule'], k // steps_per_epoch,
     group['lr'], group_index)``; ``group['lr']`` is never written.  The counter lives in
-    ``self.state[\"fusedlr_schedule_step\"]`` and so travels with ``state_dict()``.
+    ``self.state["fusedlr_schedule_step"]`` and so travels with ``state_dict()``.
 
     AMP: when ``grad_scale`` / ``found_inf`` attributes are set (torch.amp.GradScaler does this
     for optimizers with ``_step_supports_amp_scaling``), grads are divided by ``grad_scale``;

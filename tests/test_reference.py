@@ -22,7 +22,7 @@ except ImportError:  # package needs the built extension; the oracle itself need
     ref = importlib.util.module_from_spec(_module_spec)
     _module_spec.loader.exec_module(ref)
 
-pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")
+pytestmark = pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")
 
 BASES = (0.1, 0.05, 0.3)
 
@@ -276,6 +276,15 @@ TORCH_CASES = {
     "lambda_table": (
         spec("LambdaLR", lr_lambda=tuple(_lam(e) for e in range(25)), total_steps=25),
         lambda o: sch.LambdaLR(o, _lam),
+        25,
+    ),
+    "multiplicative_table": (  # a table is the running product, as fusedlr.schedules stores it
+        spec(
+            "MultiplicativeLR",
+            lr_lambda=[math.prod(map(_mul, range(1, e + 1))) for e in range(25)],
+            total_steps=25,
+        ),
+        lambda o: sch.MultiplicativeLR(o, _mul),
         25,
     ),
     "multiplicative": (
@@ -547,7 +556,7 @@ def test_splitmix64_known_values():
 
 def test_noise_normal_definition_and_moments():
     seed, t = fresh_seed(), 12345
-    x = (seed * 0x9E3779B97F4A7C15 + t) % 2**64
+    x = (seed * 0x9E3779B97F4A7C15 + 2 * t) % 2**64
     h1, h2 = ref.splitmix64(x), ref.splitmix64((x + 1) % 2**64)
     u1, u2 = ((h1 >> 12) + 0.5) / 2**52, ((h2 >> 12) + 0.5) / 2**52
     assert 0.0 < u1 < 1.0 and 0.0 < u2 < 1.0
