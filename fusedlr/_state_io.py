@@ -14,6 +14,7 @@ import torch
 from fusedlr.schedules import Schedule, from_dict
 
 FORMAT = 1
+_LOW = (torch.bfloat16, torch.float16)
 
 
 def optimizer_state_dict(opt, base: dict) -> dict:
@@ -31,9 +32,18 @@ def optimizer_state_dict(opt, base: dict) -> dict:
 
 
 _STATE_KEYS = {
-    "sgd": {"step", "momentum_buffer"},
-    "adam": {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+    "sgd": {"step", "momentum_buffer", "master"},
+    "adam": {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "master"},
 }
+# A group key only one algorithm has: tells a torch state_dict's optimizer type.
+_GROUP_MARKERS = {"sgd": "momentum", "adam": "betas"}
+
+
+def _saved_algorithm(group: dict) -> str | None:
+    for algorithm, key in _GROUP_MARKERS.items():
+        if key in group:
+            return algorithm
+    return None
 
 
 def _compatible(saved: str, mine: str) -> bool:
@@ -42,7 +52,7 @@ def _compatible(saved: str, mine: str) -> bool:
 
 def load_optimizer_state(opt, state_dict: dict) -> None:
     name = type(opt).__name__
-    if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
+    if not isinstance(state_dict, dict) or not {"param_groups", "state"} <= state_dict.keys():
         raise ValueError(f"{name}.load_state_dict: expected a dict with 'state' and 'param_groups'")
     extra = state_dict.get("fusedlr")
     if extra is not None and not _compatible(extra.get("optimizer", ""), name):
@@ -57,7 +67,22 @@ def load_optimizer_state(opt, state_dict: dict) -> None:
             f"{name}.load_state_dict: the state_dict has {len(saved_groups)} param groups, the "
             f"optimizer {len(groups)}"
         )
-    for i, (sg, g) in enumerate(zip(saved_groups, groups)):
+    for i, (sg, g) in enumerate(zip(saved_groups, groups, strict=True)):
+        saved_algo = _saved_algorithm(sg)
+        if saved_algo is not None and saved_algo != opt._algorithm:
+            raise ValueError(
+                f"{name}.load_state_dict: param group {i} of the state_dict has "
+                f"'{_GROUP_MARKERS[saved_algo]}', so it is a state_dict of another optimizer type "
+                f"({saved_algo.upper() if saved_algo == 'sgd' else 'Adam/AdamW'}), not {name}"
+            )
+        decoupled = sg.get("decoupled_weight_decay")
+        if decoupled is not None and bool(decoupled) != bool(opt._decoupled):
+            raise ValueError(
+                f"{name}.load_state_dict: param group {i} was saved with "
+                f"decoupled_weight_decay={bool(decoupled)} (torch.optim."
+                f"{'AdamW' if decoupled else 'Adam'}); load it into fusedlr."
+                f"{'AdamW' if decoupled else 'Adam'}"
+            )
         if len(sg["params"]) != len(g["params"]):
             raise ValueError(
                 f"{name}.load_state_dict: param group {i} has {len(sg['params'])} params in the "
@@ -65,8 +90,8 @@ def load_optimizer_state(opt, state_dict: dict) -> None:
             )
     id_map = {
         old: p
-        for sg, g in zip(saved_groups, groups)
-        for old, p in zip(sg["params"], g["params"])
+        for sg, g in zip(saved_groups, groups, strict=True)
+        for old, p in zip(sg["params"], g["params"], strict=True)
     }
     allowed = _STATE_KEYS[opt._algorithm]
     for key, st in state_dict["state"].items():
@@ -89,7 +114,7 @@ def load_optimizer_state(opt, state_dict: dict) -> None:
                     f"param {tuple(p.shape)}"
                 )
     new_groups = []
-    for sg, g in zip(saved_groups, groups):
+    for sg, g in zip(saved_groups, groups, strict=True):
         merged = {**sg, "params": g["params"]}
         sched = merged.get("schedule")
         merged["schedule"] = from_dict(sched) if isinstance(sched, dict) else sched
@@ -105,11 +130,20 @@ def load_optimizer_state(opt, state_dict: dict) -> None:
         check_group(name, full, opt._algorithm, name=f"param group {i} of the state_dict")
 
     # -- everything is valid: apply ---------------------------------------------------------------
-    for g, ng in zip(groups, new_groups):
+    for g, ng in zip(groups, new_groups, strict=True):
         g.update(ng)
     for key, st in state_dict["state"].items():
         p = id_map[key]
         _load_param_state(opt, p, st)
+    if getattr(opt, "master_weights", False):
+        # A master not in the state_dict is stale: drop it, the next step copies the param.
+        saved_master = {
+            id(id_map[k]) for k, st in state_dict["state"].items() if st.get("master") is not None
+        }
+        for group in groups:
+            for p in group["params"]:
+                if id(p) not in saved_master:
+                    opt.state.get(p, {}).pop("master", None)
     opt._relayout()
     if extra is not None:
         for ds in opt._devices.values():
@@ -132,6 +166,8 @@ def _load_param_state(opt, p: torch.Tensor, saved: dict) -> None:
             continue
         if v is None:
             continue
+        if k == "master" and not (getattr(opt, "master_weights", False) and p.dtype in _LOW):
+            continue  # saved with master_weights=True: the param holds the rounded master
         v = v.detach()
         if isinstance(state.get(k), torch.Tensor) and state[k].shape == p.shape:
             state[k].copy_(v)

@@ -41,22 +41,37 @@ from fusedlr._validate import check_group, check_param
 from fusedlr.schedules import ProgramBuilder
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def _state_dtype(param: torch.Tensor) -> torch.dtype:
     return torch.float64 if param.dtype == torch.float64 else torch.float32
 
 
+def _local(t):
+    """The local shard of a DTensor (a view: in-place writes reach the DTensor), else t."""
+    to_local = getattr(t, "to_local", None)
+    return t if to_local is None else to_local()
+
+
+def _zeros_for(p: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Contiguous zeros shaped (and, for a DTensor, sharded) like p."""
+    return torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
+
+
 class _Call:
     """Cached op arguments for one subset (those with grads) of a bucket's params."""
 
-    __slots__ = ("params", "lists", "steps", "meta")
+    __slots__ = ("params", "lists", "steps", "meta", "sources", "grads32", "dtensor")
 
     def __init__(self, params, lists, steps, meta):
         self.params = params
         self.lists = lists
         self.steps = steps
         self.meta = meta
+        self.sources = None  # master_weights: the low-precision params that params (fp32) mirror
+        self.grads32 = None  # master_weights: fp32 grad buffers, allocated once
+        self.dtensor = False  # DTensor params: grads are passed as their local shards
 
 
 class _Bucket:
@@ -74,12 +89,17 @@ class _FusedOptimizer(torch.optim.Optimizer):
     _step_supports_amp_scaling = True
     _algorithm = ""  # "sgd" or "adam"
 
-    def __init__(self, params, defaults, *, schedule, steps_per_epoch, skip_schedule_on_inf):
+    def __init__(self, params, defaults, *, schedule, steps_per_epoch, skip_schedule_on_inf,
+                 master_weights=False):
         defaults = dict(defaults, schedule=schedule, steps_per_epoch=steps_per_epoch)
         check_group(type(self).__name__, defaults, self._algorithm, name="defaults")
         if not isinstance(skip_schedule_on_inf, bool):
             raise TypeError(f"skip_schedule_on_inf must be a bool, got {skip_schedule_on_inf!r}")
+        if not isinstance(master_weights, bool):
+            raise TypeError(f"master_weights must be a bool, got {master_weights!r}")
         self.skip_schedule_on_inf = skip_schedule_on_inf
+        self.master_weights = master_weights
+        self._grad32: dict = {}  # master_weights: param -> fp32 grad buffer
         self._ready = False
         self._devices: dict[torch.device, DeviceState] = {}
         super().__init__(params, defaults)
@@ -204,40 +224,50 @@ class _FusedOptimizer(torch.optim.Optimizer):
             state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
         if self._algorithm == "sgd":
             if state.get("momentum_buffer") is None:
-                state["momentum_buffer"] = (
-                    torch.zeros(p.shape, dtype=dt, device=p.device) if needs else None
-                )
+                state["momentum_buffer"] = _zeros_for(p, dt) if needs else None
                 if needs:
                     state["step"].zero_()  # counts momentum updates: the next one initialises
         else:
             if "exp_avg" not in state:
-                state["exp_avg"] = torch.zeros(p.shape, dtype=dt, device=p.device)
-                state["exp_avg_sq"] = torch.zeros(p.shape, dtype=dt, device=p.device)
+                state["exp_avg"] = _zeros_for(p, dt)
+                state["exp_avg_sq"] = _zeros_for(p, dt)
             if needs and state.get("max_exp_avg_sq") is None:
-                state["max_exp_avg_sq"] = torch.zeros(p.shape, dtype=dt, device=p.device)
+                state["max_exp_avg_sq"] = _zeros_for(p, dt)
+        if self.master_weights and p.dtype in _LOW_PRECISION and "master" not in state:
+            state["master"] = p.detach().to(torch.float32, memory_format=torch.contiguous_format,
+                                            copy=True)
         return state
 
     def _build_call(self, bucket: _Bucket, idxs) -> _Call:
         params, steps, slotted, per_tensor, meta = [], [], [], defaultdict(list), []
+        master = self.master_weights and bucket.dtype in _LOW_PRECISION
         for i in idxs:
             p, gi = bucket.params[i], bucket.groups[i]
             state = self._init_state(p, self._needs[gi])
-            params.append(p)
+            params.append(_local(state["master"] if master else p))
             steps.append(state["step"])
             key = "momentum_buffer" if self._algorithm == "sgd" else "max_exp_avg_sq"
             extra = state.get(key) if self._needs[gi] else None
             meta.append((gi, len(slotted) if extra is not None else -1))
             if extra is not None:
-                slotted.append(extra)
+                slotted.append(_local(extra))
             if self._algorithm == "adam":
-                per_tensor["exp_avg"].append(state["exp_avg"])
-                per_tensor["exp_avg_sq"].append(state["exp_avg_sq"])
+                per_tensor["exp_avg"].append(_local(state["exp_avg"]))
+                per_tensor["exp_avg_sq"].append(_local(state["exp_avg_sq"]))
         meta_t = torch.tensor(meta, dtype=torch.int64).reshape(-1, 2)
         if self._algorithm == "sgd":
             lists = (slotted,)
         else:
             lists = (per_tensor["exp_avg"], per_tensor["exp_avg_sq"], slotted)
-        return _Call(params, lists, steps, meta_t)
+        call = _Call(params, lists, steps, meta_t)
+        call.dtensor = any(hasattr(bucket.params[i], "to_local") for i in idxs)
+        if master:
+            call.sources = [_local(bucket.params[i]) for i in idxs]
+            for i, m in zip(idxs, params, strict=True):
+                if bucket.params[i] not in self._grad32:
+                    self._grad32[bucket.params[i]] = torch.empty_like(m)
+            call.grads32 = [self._grad32[bucket.params[i]] for i in idxs]
+        return call
 
     def _call_for(self, bucket: _Bucket, grads: list) -> tuple[_Call, list]:
         if not any(map(operator.is_, grads, itertools.repeat(None))):
@@ -269,7 +299,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
             grads = [p.grad for p in bucket.params]
             call, grads = self._call_for(bucket, grads)
             if call.params:
-                work.append((bucket, call, grads))
+                work.append((bucket, call, _prepare_grads(call, grads)))
         if self._multi_bucket:  # single-bucket steps are checked by the op before any write
             for _, call, grads in work:
                 _check_grads(call.params, grads)
@@ -286,6 +316,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
             else:
                 ops.adam_update_(call.params, grads, call.lists[0], call.lists[1], call.lists[2],
                                  call.steps, call.meta, ds.hparams, ds.group_lr, scale, inf)
+            if call.sources is not None:  # master_weights: round the fp32 masters to nearest
+                torch._foreach_copy_(call.sources, call.params)
         for ds in self._devices.values():
             if found_inf is not None and self.skip_schedule_on_inf:
                 ds.counter.add_(_on(found_inf, ds.device).eq(0).to(torch.int64))
@@ -337,6 +369,17 @@ def _on(t, device):
     return t.to(device, non_blocking=True)
 
 
+def _prepare_grads(call: _Call, grads: list) -> list:
+    """The grads the op receives: local shards of DTensor grads; fp32 copies for master_weights."""
+    if call.dtensor:
+        grads = [_local(g) for g in grads]
+    if call.sources is not None:
+        _check_grads(call.sources, grads)  # before copy_, which would broadcast a wrong shape
+        torch._foreach_copy_(call.grads32, grads)
+        grads = call.grads32
+    return grads
+
+
 def _check_grads(params, grads):
     for i, (p, g) in enumerate(zip(params, grads)):
         if g.is_sparse:
@@ -355,11 +398,11 @@ class SGD(_FusedOptimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False, schedule=None, steps_per_epoch=1,
-                 skip_schedule_on_inf=False):
+                 skip_schedule_on_inf=False, master_weights=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
         super().__init__(params, defaults, schedule=schedule, steps_per_epoch=steps_per_epoch,
-                         skip_schedule_on_inf=skip_schedule_on_inf)
+                         skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights)
 
 
 class Adam(_FusedOptimizer):
@@ -369,11 +412,11 @@ class Adam(_FusedOptimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, schedule=None, steps_per_epoch=1,
-                 skip_schedule_on_inf=False):
+                 skip_schedule_on_inf=False, master_weights=False):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize)
         super().__init__(params, defaults, schedule=schedule, steps_per_epoch=steps_per_epoch,
-                         skip_schedule_on_inf=skip_schedule_on_inf)
+                         skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights)
 
 
 class AdamW(Adam):
@@ -383,8 +426,8 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, schedule=None, steps_per_epoch=1,
-                 skip_schedule_on_inf=False):
+                 skip_schedule_on_inf=False, master_weights=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, schedule=schedule,
                          steps_per_epoch=steps_per_epoch,
-                         skip_schedule_on_inf=skip_schedule_on_inf)
+                         skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights)
