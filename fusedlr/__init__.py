@@ -7,3 +7,27 @@ from fusedlr.interop import to_torch_state_dict  # noqa: E402
 from fusedlr.optim import SGD, Adam, AdamW  # noqa: E402
 
 __all__ = ["SGD", "Adam", "AdamW", "__version__", "schedules", "to_torch_state_dict"]
+
+# Tools that need matplotlib (plots, the LR range test) load on first use, so importing
+# fusedlr stays light: ``fusedlr.plot`` / ``fusedlr.find_lr`` / ``fusedlr.parse_schedule``.
+_LAZY = {
+    "plot": ("fusedlr.plotting", "plot"),
+    "find_lr": ("fusedlr.lr_finder", "find_lr"),
+    "LRFinderResult": ("fusedlr.lr_finder", "LRFinderResult"),
+    "parse_schedule": ("fusedlr.spec_parser", "parse_schedule"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fusedlr' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
