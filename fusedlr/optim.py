@@ -10,6 +10,29 @@ but gathering the grads.
 ``group['lr']`` is the base lr; the schedule never writes it. A group with
 ``schedule=None`` uses ``group['lr']`` as it stands at each step, so manual lr
 changes and ``torch.optim.lr_scheduler`` classes work as with torch's optimizers.
+``fusedlr.ReduceLROnPlateau`` multiplies a group's lr by a device-side factor.
+
+AMP: ``torch.amp.GradScaler`` works as with torch's fused optimizers
+(``_step_supports_amp_scaling``): ``scaler.step(opt)`` hands ``grad_scale`` and
+``found_inf`` to ``step()``, the kernel unscales the grads and, when ``found_inf`` is
+set, leaves params and state untouched (Adam's bias-correction step and SGD's
+momentum-buffer initialisation wait for the next applied update). The schedule
+counter still advances on every ``step()``, as torch's scheduler does when the loop
+calls ``scheduler.step()`` every iteration; pass ``skip_schedule_on_inf=True`` to make
+skipped steps not count (decided on the device, no sync).
+
+CUDA graphs: a step reads and writes only tensors allocated in advance and updated
+in place (the counter, group rows, lr factors, evaluated lrs and the per-param
+state), ``load_state_dict`` included. The per-param state is created by the first
+``step()`` that sees a grad, so run a warm-up step (on a side stream, as
+``torch.cuda.graph`` requires anyway) before capturing. Changing the param groups'
+layout or the schedule's program size after capture invalidates the graph.
+
+torch.compile: ``torch.compile(opt.step, fullgraph=True)`` (or a whole training step,
+with ``torch._dynamo.config.trace_autograd_ops = True`` for ``loss.backward()`` and
+``zero_grad`` left outside) traces to one graph; the lr is a device tensor, so a
+changing schedule causes no recompilation. Warm up one eager step first, or expect one
+recompile when the first step creates the state.
 """
 
 from __future__ import annotations
@@ -358,7 +381,21 @@ class _FusedOptimizer(torch.optim.Optimizer):
         return optimizer_state_dict(self, super().state_dict())
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Loads into the existing tensors: per-param state tensors (and the device counter, lr
+        factors) keep their identity, so a captured CUDA graph stays valid."""
+        before = {
+            p: {k: v for k, v in st.items() if isinstance(v, torch.Tensor)}
+            for p, st in self.state.items()
+        }
         load_optimizer_state(self, state_dict)
+        for p, tensors in before.items():
+            st = self.state[p]
+            for k, old in tensors.items():
+                new = st.get(k)
+                if (new is not old and isinstance(new, torch.Tensor) and new.shape == old.shape
+                        and new.dtype == old.dtype and new.device == old.device):
+                    old.copy_(new)
+                    st[k] = old
         for bucket in self._buckets:
             bucket.calls.clear()
 

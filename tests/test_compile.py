@@ -1,0 +1,292 @@
+"""torch.compile(fullgraph=True) of opt.step() and of a whole training step, on the CPU, and
+torch.library.opcheck of every fusedlr op.
+
+The lr lives in a device tensor, so a changing schedule (or plateau factor) must not recompile.
+Compiled graphs are counted by dynamo (``counters["stats"]["unique_graphs"]``; a restart of the
+analysis within one compile is not a recompile) and by a backend wrapped around aot_eager
+(which runs the fake kernels and functionalization, as inductor does, without C++ codegen),
+which must not be called again after the first compiled call. One test uses inductor.
+"""
+
+import copy
+
+import pytest
+import torch
+
+import fusedlr
+from fusedlr import schedules
+
+STEPS = 20
+
+
+class CountingBackend:
+    def __init__(self, inner="aot_eager"):
+        self.inner = torch._dynamo.lookup_backend(inner)
+        self.calls = 0
+
+    def __call__(self, gm, example_inputs):
+        self.calls += 1
+        return self.inner(gm, example_inputs)
+
+
+def _graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+@pytest.fixture(autouse=True)
+def _reset_dynamo():
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2))
+
+
+def _make(kind, params):
+    sched = schedules.CosineAnnealingLR(25, eta_min=1e-4)  # a new lr at every step
+    if kind == "SGD":
+        return fusedlr.SGD(params, lr=0.1, momentum=0.9, nesterov=True, schedule=sched)
+    if kind == "Adam":
+        return fusedlr.Adam(params, lr=0.01, amsgrad=True, schedule=sched)
+    return fusedlr.AdamW(params, lr=0.01, weight_decay=0.1, schedule=sched)
+
+
+def _batches():
+    g = torch.Generator().manual_seed(2)
+    return [torch.randn(4, 5, generator=g) for _ in range(STEPS)]
+
+
+def _grads(model, x):
+    model(x).square().mean().backward()
+
+
+KINDS = ["SGD", "Adam", "AdamW"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_step_fullgraph_no_recompile(kind):
+    eager_model = _model()
+    comp_model = copy.deepcopy(eager_model)
+    eager = _make(kind, eager_model.parameters())
+    comp = _make(kind, comp_model.parameters())
+    backend = CountingBackend()
+    step = torch.compile(comp.step, fullgraph=True, backend=backend)
+    lrs = []
+    for i, x in enumerate(_batches()):
+        for m, o in ((eager_model, eager), (comp_model, comp)):
+            o.zero_grad()
+            _grads(m, x)
+        eager.step()
+        if i == 0:
+            comp.step()  # warm-up: creates the state (as a CUDA graph capture needs too)
+        else:
+            step()
+        if i == 1:
+            calls = backend.calls
+        lrs.append(float(comp.get_last_lr()[0]))
+        for p, q in zip(eager_model.parameters(), comp_model.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert len(set(lrs)) == STEPS  # the lr really changed at every step
+    assert _graphs() == 1 and backend.calls == calls
+
+
+def test_step_without_warm_up_compiles_at_most_twice():
+    """Without a warm-up the first traced step creates the state: one recompile, then none."""
+    model = _model()
+    opt = _make("Adam", model.parameters())
+    backend = CountingBackend()
+    step = torch.compile(opt.step, fullgraph=True, backend=backend)
+    for x in _batches():
+        opt.zero_grad()
+        _grads(model, x)
+        step()
+    assert _graphs() <= 2
+
+
+def _train_step_fn(model, opt):
+    def train_step(x):
+        loss = model(x).square().mean()
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return train_step
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_whole_train_step_fullgraph(kind):
+    eager_model = _model()
+    comp_model = copy.deepcopy(eager_model)
+    eager = _make(kind, eager_model.parameters())
+    comp = _make(kind, comp_model.parameters())
+    plateau_e = fusedlr.ReduceLROnPlateau(eager, patience=1, factor=0.5)
+    plateau_c = fusedlr.ReduceLROnPlateau(comp, patience=1, factor=0.5)
+    backend = CountingBackend()
+    eager_step = _train_step_fn(eager_model, eager)
+    with torch._dynamo.config.patch(trace_autograd_ops=True):
+        comp_step = torch.compile(_train_step_fn(comp_model, comp), fullgraph=True,
+                                  backend=backend)
+        for i, x in enumerate(_batches()):
+            eager.zero_grad()  # zero_grad stays outside: dynamo skips Optimizer.zero_grad
+            comp.zero_grad()
+            le = eager_step(x)
+            lc = comp_step(x) if i else _train_step_fn(comp_model, comp)(x)
+            if i == 1:
+                calls = backend.calls
+            torch.testing.assert_close(le, lc, rtol=1e-6, atol=1e-7)
+            metric = torch.tensor(float(i % 3))  # plateaus, so the factor changes too
+            plateau_e.step(metric)
+            plateau_c.step(metric)
+    for p, q in zip(eager_model.parameters(), comp_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert float(comp.get_last_lr()[0]) == float(eager.get_last_lr()[0])
+    assert float(next(iter(comp._devices.values())).lr_scale[0]) < 1.0  # the plateau acted
+    assert _graphs() == 1 and backend.calls == calls
+
+
+def test_plateau_step_fullgraph():
+    opt = _make("SGD", _model().parameters())
+    ref_opt = _make("SGD", _model().parameters())
+    plateau = fusedlr.ReduceLROnPlateau(opt, patience=0, cooldown=1, factor=0.5)
+    ref = fusedlr.ReduceLROnPlateau(ref_opt, patience=0, cooldown=1, factor=0.5)
+    backend = CountingBackend()
+    step = torch.compile(plateau.step, fullgraph=True, backend=backend)
+    for i in range(STEPS):
+        m = torch.tensor([3.0, 2.0, 2.0, 2.5][i % 4])
+        step(m)
+        ref.step(m)
+        if i == 0:
+            calls = backend.calls
+        assert [float(x) for x in plateau.get_last_lr()] == [float(x) for x in ref.get_last_lr()]
+    assert _graphs() == 1 and backend.calls == calls
+    assert float(next(iter(opt._devices.values())).lr_scale[0]) < 1.0
+
+
+def test_step_inductor():
+    model = _model()
+    eager_model = copy.deepcopy(model)
+    opt = _make("AdamW", model.parameters())
+    eager = _make("AdamW", eager_model.parameters())
+    step = torch.compile(opt.step, fullgraph=True)  # default backend: inductor
+    for i, x in enumerate(_batches()[:6]):
+        for m, o in ((model, opt), (eager_model, eager)):
+            o.zero_grad()
+            _grads(m, x)
+        eager.step()
+        opt.step() if i == 0 else step()
+    for p, q in zip(model.parameters(), eager_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+# -- opcheck ---------------------------------------------------------------------------------------
+def _bucket_args(opt):
+    p = next(iter(opt._buckets))
+    call = p.calls[None]
+    ds = opt._devices[p.device]
+    grads = [q.grad for q in call.params]
+    return call, ds, grads
+
+
+def _optimizer_with_state(cls, **kw):
+    torch.manual_seed(0)
+    params = [torch.randn(5, 3), torch.randn(9)]
+    opt = cls(params, schedule=schedules.LinearLR(0.5, 1.0, 4), **kw)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()  # creates the state and caches the op arguments
+    return opt
+
+
+def _eval_schedule_samples():
+    opt = _optimizer_with_state(fusedlr.SGD, lr=0.1)
+    ds = next(iter(opt._devices.values()))
+    return [(ds.program, ds.hparams, ds.lr_scale, ds.counter, torch.empty_like(ds.group_lr))]
+
+
+def _amp_variants(args_without_amp):
+    scale = torch.tensor([4.0])
+    return [
+        (*args_without_amp, None, None),
+        (*args_without_amp, scale, torch.tensor([0.0])),
+        (*args_without_amp, scale, torch.tensor([1.0])),
+    ]
+
+
+def _sgd_update_samples():
+    opt = _optimizer_with_state(fusedlr.SGD, lr=0.1, momentum=0.9)
+    call, ds, grads = _bucket_args(opt)
+    base = (call.params, grads, call.lists[0], call.steps, call.meta, ds.hparams, ds.group_lr)
+    return _amp_variants(base)
+
+
+def _adam_update_samples():
+    out = []
+    for amsgrad in (False, True):
+        opt = _optimizer_with_state(fusedlr.AdamW, lr=0.01, amsgrad=amsgrad)
+        call, ds, grads = _bucket_args(opt)
+        base = (call.params, grads, *call.lists, call.steps, call.meta, ds.hparams, ds.group_lr)
+        out += _amp_variants(base)
+    return out
+
+
+def _schedule_values_samples():
+    program, root = schedules.CosineAnnealingLR(5).program()
+    return [(program, root, 0.1, 0, 7), (program, root, 1.0, 3, 0)]
+
+
+SAMPLES = {
+    "eval_schedule_": _eval_schedule_samples,
+    "sgd_update_": _sgd_update_samples,
+    "adam_update_": _adam_update_samples,
+    "schedule_values": _schedule_values_samples,
+}
+
+
+def _fusedlr_op_names():
+    import fusedlr.ops  # noqa: F401  (loads the extension)
+
+    names = set()
+    for qualified in torch._C._dispatch_get_all_op_names():
+        ns, _, name = qualified.partition("::")
+        if ns == "fusedlr":
+            names.add(name.split(".")[0])
+    return sorted(names)
+
+
+def test_every_op_has_samples():
+    names = _fusedlr_op_names()
+    assert names, "no torch.ops.fusedlr ops registered"
+    missing = [n for n in names if n not in SAMPLES]
+    assert not missing, f"ops without opcheck samples in tests/test_compile.py: {missing}"
+
+
+# schedule_values returns NaN in the momentum column of schedules that impose no momentum, and
+# opcheck's eager-vs-AOT comparison treats NaN != NaN: that one check is done below with
+# equal_nan=True instead.
+_NAN_OUTPUT = {"schedule_values": ("test_aot_dispatch_dynamic",)}
+
+
+@pytest.mark.parametrize("name", _fusedlr_op_names())
+def test_opcheck(name):
+    op = getattr(torch.ops.fusedlr, name)
+    samples = SAMPLES[name]()
+    assert samples
+    skip = _NAN_OUTPUT.get(name, ())
+    utils = tuple(u for u in torch.library._OPCHECK_DEFAULT_UTILS if u not in skip)
+    for args in samples:
+        torch.library.opcheck(op, args, test_utils=utils)
+
+
+def test_schedule_values_aot_dynamic_with_nan():
+    op = torch.ops.fusedlr.schedule_values.default
+    for program, root, base_lr, start, n in _schedule_values_samples():
+
+        def f(prog, root=root, base_lr=base_lr, start=start, n=n):
+            return op(prog, root, base_lr, start, n) * 1.0
+
+        out = torch.compile(f, backend="aot_eager", dynamic=True, fullgraph=True)(program)
+        torch.testing.assert_close(out, f(program), equal_nan=True, rtol=0, atol=0)
