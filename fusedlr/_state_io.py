@@ -5,6 +5,15 @@ plus a ``fusedlr`` entry holding the schedule counter and the per-group plateau
 scale. Schedules are saved as plain dicts (``Schedule.to_dict``), so no lambda is
 pickled. Loading validates everything first, then copies into the existing
 tensors (a captured CUDA graph keeps its pointers).
+
+Also accepted: ``torch.optim`` state_dicts of the same algorithm (no ``fusedlr`` entry: the
+counter and schedules stay as they are, the groups take torch's lr). A state_dict of another
+optimizer type is refused, by the ``fusedlr`` entry or by the group keys (``momentum`` for SGD,
+``betas`` for Adam; ``decoupled_weight_decay`` tells torch's Adam from AdamW).
+
+``master_weights``: the fp32 masters are saved as ``state[i]['master']``. An optimizer without
+``master_weights`` ignores them (its params hold them rounded); an optimizer with it drops a
+master the state_dict lacks, so the next step copies it from the param again.
 """
 
 from __future__ import annotations
