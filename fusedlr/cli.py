@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=".", help="directory for the PNGs (default .)")
     d.add_argument("--quick", action="store_true", help="a short run (3 epochs)")
     d.add_argument("--seed", type=int, default=0, help="seed of weights, split and batches")
+    d.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch CPU threads (default 1: the model is tiny)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     f = sub.add_parser(
@@ -127,7 +129,7 @@ def cmd_demo(args) -> int:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out!r} is not a directory")
     result = run_demo(epochs=args.epochs, out_dir=args.out, quick=args.quick, seed=args.seed,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, threads=args.threads)
     print(result.report)
     print("wrote " + ", ".join(result.files))
     return 0

@@ -236,13 +236,18 @@ def format_report(tr: Run, fr: Run, data: Data, epochs: int, spe: int, seed: int
     lines += [
         "(loss: mean training loss of the epoch; lr: the lr of the next step)",
         "",
-        f"optimizer time per step, median of {n} steps (CPU, {torch.get_num_threads()} threads):",
+        f"optimizer time per step, median of {n} steps "
+        f"(CPU, {_plural(torch.get_num_threads(), 'thread')}):",
         f"  torch.optim.SGD.step() + SequentialLR.step(): {tr.median_step_us:8.1f} us",
         f"  fusedlr.SGD.step():                           {fr.median_step_us:8.1f} us",
         f"max |lr difference| over all {n} steps: {lr_diff:.3g}; "
         f"max |weight difference| at the end: {p_diff:.3g}",
     ]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def write_plots(tr: Run, fr: Run, spe: int, out_dir: str) -> list[str]:
@@ -271,8 +276,12 @@ def write_plots(tr: Run, fr: Run, spe: int, out_dir: str) -> list[str]:
 
 
 def run_demo(epochs: int | None = None, out_dir: str = ".", quick: bool = False, seed: int = 0,
-             progress: bool = True, plots: bool = True) -> DemoResult:
-    """Trains with torch and with fusedlr, writes the PNGs; returns the histories and report."""
+             progress: bool = True, plots: bool = True, threads: int | None = 1) -> DemoResult:
+    """Trains with torch and with fusedlr, writes the PNGs; returns the histories and report.
+
+    ``threads``: torch CPU threads during the demo (restored afterwards); 1 by default,
+    since the model is tiny and timings are steadier (None keeps torch's setting).
+    """
     if epochs is None:
         epochs = QUICK_EPOCHS if quick else DEFAULT_EPOCHS
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 2:
@@ -281,9 +290,15 @@ def run_demo(epochs: int | None = None, out_dir: str = ".", quick: bool = False,
     _require("sklearn", "tqdm", "matplotlib")
     data = load_digits_data(seed)
     spe = steps_per_epoch(data)
-    tr = train("torch", data, epochs, seed, progress)
-    fr = train("fusedlr", data, epochs, seed, progress)
-    report = format_report(tr, fr, data, epochs, spe, seed)
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        tr = train("torch", data, epochs, seed, progress)
+        fr = train("fusedlr", data, epochs, seed, progress)
+        report = format_report(tr, fr, data, epochs, spe, seed)
+    finally:
+        torch.set_num_threads(saved_threads)
     files = write_plots(tr, fr, spe, out_dir) if plots else []
     return DemoResult(tr, fr, epochs, spe, report, files)
 

@@ -124,7 +124,9 @@ def plot(schedules, steps: int, base_lr: float = 1.0, path=None, *, log_y: bool 
         log_y: logarithmic lr axis.
         title: figure title.
 
-    Every value comes from ``schedule.values()``, i.e. from the C++ the kernels run.
+    Every value comes from ``schedule.values()``, i.e. from the C++ the kernels run. For an
+    optimizer the curves start at step 0 and show the scheduled lr, before any
+    ``ReduceLROnPlateau`` scaling.
 
     >>> from fusedlr.schedules import StepLR
     >>> fig = plot([StepLR(2, 0.5)], steps=6, base_lr=0.1)

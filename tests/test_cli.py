@@ -42,12 +42,10 @@ def test_plot_command(tmp_path):
     assert Image.open(out).size == (800, 450)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["plot", "__import__('os').system('echo pwned')", "--steps", "10"], "only schedule names"),
-    (["plot", "StepLR(2)", "--steps", "-5"], "--steps"),
-])
-def test_bad_input_exits_2_with_one_line(args, fragment, tmp_path):
-    r = run(*args, cwd=tmp_path)
+def test_malformed_spec_exits_2_with_one_line(tmp_path):
+    # more malformed specs and bad arguments go through the same main() in process, below
+    fragment = "only schedule names"
+    r = run("plot", "__import__('os').system('touch pwned')", "--steps", "10", cwd=tmp_path)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
@@ -96,6 +94,7 @@ def test_console_script_entry_point():
     (["plot", "CosineAnealingLR(100)", "--steps", "10"], "did you mean CosineAnnealingLR"),
     (["plot", "StepLR(2", "--steps", "10"], "invalid syntax"),
     (["plot", "StepLR(0)", "--steps", "10"], "step_size must be >= 1"),
+    (["plot", "StepLR(2)", "--steps", "-5"], "--steps"),
     (["plot", "StepLR(2)", "StepLR(", "--steps", "10"], "'StepLR('"),
     (["demo", "--epochs", "x"], "--epochs"),
     (["frobnicate"], "invalid choice"),
