@@ -60,7 +60,7 @@ from fusedlr._device_state import (
     DeviceState,
 )
 from fusedlr._state_io import load_optimizer_state, optimizer_state_dict
-from fusedlr._validate import check_group, check_param
+from fusedlr._validate import check_group, check_param, check_unique
 from fusedlr.schedules import ProgramBuilder
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -145,9 +145,15 @@ class _FusedOptimizer(torch.optim.Optimizer):
         check_group(type(self).__name__, merged, self._algorithm, name=f"param group {index}")
         for i, p in enumerate(params):
             check_param(p, i, index)
+        check_unique(params, index)
         super().add_param_group({**param_group, "params": params})
         if self._ready:
-            self._relayout()
+            try:
+                self._relayout()
+            except Exception:  # e.g. the schedule program exceeds the budget: undo the add
+                self.param_groups.pop()
+                self._relayout()
+                raise
 
     def _group_row(self, group: dict, root: int) -> tuple:
         if self._algorithm == "sgd":
@@ -226,7 +232,11 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
                 self._relayout()
                 return
-            row = self._group_row(group, self._roots[i])
+            try:
+                row = self._group_row(group, self._roots[i])
+            except (TypeError, ValueError):  # a value float() refuses: say which
+                check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
+                raise
             if row != self._rows[i]:
                 check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
                 if self._group_needs(group) != self._needs[i]:
@@ -301,6 +311,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         call = bucket.calls.get(key)
         if call is None:
             idxs = range(len(bucket.params)) if key is None else [i for i, h in enumerate(key) if h]
+            _check_grads([bucket.params[i] for i in idxs], grads)  # before state is created
             call = self._build_call(bucket, idxs)
             bucket.calls[key] = call
         return call, grads
@@ -317,9 +328,12 @@ class _FusedOptimizer(torch.optim.Optimizer):
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
 
+        gathered = [[p.grad for p in bucket.params] for bucket in self._buckets]
+        if self._multi_bucket:  # every bucket is checked before any gets new state or a write
+            for bucket, grads in zip(self._buckets, gathered, strict=True):
+                _check_grads(*_with_grad(bucket.params, grads))
         work = []
-        for bucket in self._buckets:
-            grads = [p.grad for p in bucket.params]
+        for bucket, grads in zip(self._buckets, gathered, strict=True):
             call, grads = self._call_for(bucket, grads)
             if call.params:
                 work.append((bucket, call, _prepare_grads(call, grads)))
@@ -415,6 +429,12 @@ def _prepare_grads(call: _Call, grads: list) -> list:
         torch._foreach_copy_(call.grads32, grads)
         grads = call.grads32
     return grads
+
+
+def _with_grad(params, grads):
+    """(params, grads) of the params that have a grad."""
+    pairs = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None]
+    return [p for p, _ in pairs], [g for _, g in pairs]
 
 
 def _check_grads(params, grads):
