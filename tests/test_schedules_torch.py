@@ -9,6 +9,7 @@ cycles and past every horizon.
 from __future__ import annotations
 
 import math
+import pickle
 import warnings
 
 import pytest
@@ -261,3 +262,26 @@ def test_cycling_momentum_reaches_the_sgd_update():
         f_opt.step()
         sched.step()
         torch.testing.assert_close(p_f, p_t, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("spec", [
+    fs.CyclicLR([0.01, 0.02, 0.03], 0.2, 3, scale_fn=_half, total_steps=30),
+    fs.OneCycleLR([0.3, 0.2, 0.1], 25, three_phase=True),
+    fs.LinearWarmup(fs.NoisyLinearCosineDecay(20, seed=3), 4, 0.0, 0.1),
+    fs.PiecewiseConstant([3, 9], [0.3, 0.2, 0.1]),
+], ids=lambda s: type(s).__name__)
+def test_state_dict_round_trip_mid_run(spec):
+    """A run resumed from state_dict (schedule stored as data, scale_fn as its table) continues
+    with exactly the lrs and momenta of the uninterrupted run."""
+    opt = fusedlr.SGD(_groups(), lr=0.1, schedule=spec)
+    for _ in range(7):
+        opt.step()
+    state = pickle.loads(pickle.dumps(opt.state_dict()))
+    resumed = fusedlr.SGD(_groups(), lr=0.1, schedule=fs.ConstantLR(0.5, 1))
+    resumed.load_state_dict(state)
+    for _ in range(15):
+        assert [float(x) for x in resumed.get_last_lr()] == [float(x) for x in opt.get_last_lr()]
+        a = [float(x) for x in resumed.get_last_momentum()]
+        assert a == [float(x) for x in opt.get_last_momentum()]
+        opt.step()
+        resumed.step()

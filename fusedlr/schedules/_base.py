@@ -158,7 +158,8 @@ class Schedule:
     # -- serialization ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """A picklable description (nested dicts, lists and numbers) for state_dict."""
-        return {"name": type(self).__name__, "args": {k: _to_plain(v) for k, v in self.args().items()}}
+        args = {k: _to_plain(v) for k, v in self.args().items()}
+        return {"name": type(self).__name__, "args": args}
 
 
 def _short(v):
@@ -241,7 +242,11 @@ def check_float(
 
 
 def check_choice(name, value, choices, *, owner=None):
-    if value not in choices:
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable
+        ok = False
+    if not ok:
         raise ValueError(f"{_where(owner, name)} must be one of {sorted(choices)}, got {value!r}")
     return value
 
