@@ -171,7 +171,7 @@ def _splitmix64(x):
 
 
 def _normal(seed, t):
-    x = (seed * 0x9E3779B97F4A7C15 + t) & ((1 << 64) - 1)
+    x = (seed * 0x9E3779B97F4A7C15 + 2 * t) & ((1 << 64) - 1)
     u1 = ((_splitmix64(x) >> 12) + 0.5) / 2.0**52
     u2 = ((_splitmix64((x + 1) & ((1 << 64) - 1)) >> 12) + 0.5) / 2.0**52
     return math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)

@@ -231,9 +231,10 @@ FUSEDLR_HD inline double linear_cosine_decay(const double* p, int64_t t, double 
   return base * ((p[2] + linear) * cosine + p[3]);
 }
 
-// Counter-based standard normal (fusedlr.reference.noise_normal): x = x0 + t (mod 2^64) with
+// Counter-based standard normal (fusedlr.reference.noise_normal): x = x0 + 2t (mod 2^64) with
 // x0 = seed * 0x9E3779B97F4A7C15, u1 = unit(splitmix64(x)), u2 = unit(splitmix64(x + 1)),
-// unit(h) = ((h >> 12) + 0.5) / 2^52, z = sqrt(-2 ln u1) * cos(2 pi u2).
+// unit(h) = ((h >> 12) + 0.5) / 2^52, z = sqrt(-2 ln u1) * cos(2 pi u2). (2t: neighbouring
+// steps share no uniform draw.)
 FUSEDLR_INLINE uint64_t splitmix64(uint64_t x) {
   uint64_t z = x + 0x9E3779B97F4A7C15ULL;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -246,7 +247,7 @@ FUSEDLR_INLINE double open_unit(uint64_t h) {
 }
 
 FUSEDLR_INLINE double noise_normal(uint64_t x0, int64_t t) {
-  const uint64_t x = x0 + static_cast<uint64_t>(t);
+  const uint64_t x = x0 + 2 * static_cast<uint64_t>(t);
   const double u1 = open_unit(splitmix64(x));
   const double u2 = open_unit(splitmix64(x + 1));
   return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
