@@ -7,7 +7,21 @@ the first n values, computed by the same C++ code the kernels run.
 
 from ._base import MAX_CHAIN_DEPTH, ProgramBuilder, Schedule, from_dict
 from .composite import ChainedScheduler, SequentialLR
+from .cyclic import CosineAnnealingWarmRestarts, CyclicLR, OneCycleLR
+from .modern import InverseSqrt, WarmupCosine, WarmupStableDecay
 from .tables import LambdaLR, MultiplicativeLR
+from .tf_keras import (
+    CosineDecay,
+    CosineDecayRestarts,
+    ExponentialDecay,
+    InverseTimeDecay,
+    LinearCosineDecay,
+    LinearWarmup,
+    NaturalExpDecay,
+    NoisyLinearCosineDecay,
+    PiecewiseConstant,
+    PolynomialDecay,
+)
 from .torch_like import (
     ConstantLR,
     CosineAnnealingLR,
@@ -24,16 +38,32 @@ __all__ = [
     "ChainedScheduler",
     "ConstantLR",
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CosineDecay",
+    "CosineDecayRestarts",
+    "CyclicLR",
+    "ExponentialDecay",
     "ExponentialLR",
+    "InverseSqrt",
+    "InverseTimeDecay",
     "LambdaLR",
+    "LinearCosineDecay",
     "LinearLR",
+    "LinearWarmup",
     "MultiStepLR",
     "MultiplicativeLR",
+    "NaturalExpDecay",
     "NoamDecay",
+    "NoisyLinearCosineDecay",
+    "OneCycleLR",
+    "PiecewiseConstant",
+    "PolynomialDecay",
     "PolynomialLR",
     "ProgramBuilder",
     "Schedule",
     "SequentialLR",
     "StepLR",
+    "WarmupCosine",
+    "WarmupStableDecay",
     "from_dict",
 ]

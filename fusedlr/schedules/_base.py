@@ -34,6 +34,23 @@ class Kind:
     CHAINED = 9
     NOAM = 10
     TABLE = 11
+    # the catalog (csrc/include/schedule_catalog.h, ``CatalogKind``)
+    COSINE_WARM_RESTARTS = 12
+    CYCLIC = 13
+    ONE_CYCLE = 14
+    EXPONENTIAL_DECAY = 15
+    NATURAL_EXP_DECAY = 16
+    INVERSE_TIME_DECAY = 17
+    POLYNOMIAL_DECAY = 18
+    COSINE_DECAY = 19
+    COSINE_DECAY_RESTARTS = 20
+    LINEAR_COSINE_DECAY = 21
+    NOISY_LINEAR_COSINE_DECAY = 22
+    PIECEWISE_CONSTANT = 23
+    LINEAR_WARMUP = 24
+    WARMUP_STABLE_DECAY = 25
+    INVERSE_SQRT = 26
+    WARMUP_COSINE = 27
 
 
 class ProgramBuilder:
@@ -141,7 +158,8 @@ class Schedule:
     # -- serialization ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """A picklable description (nested dicts, lists and numbers) for state_dict."""
-        return {"name": type(self).__name__, "args": {k: _to_plain(v) for k, v in self.args().items()}}
+        args = {k: _to_plain(v) for k, v in self.args().items()}
+        return {"name": type(self).__name__, "args": args}
 
 
 def _short(v):
@@ -224,7 +242,11 @@ def check_float(
 
 
 def check_choice(name, value, choices, *, owner=None):
-    if value not in choices:
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable
+        ok = False
+    if not ok:
         raise ValueError(f"{_where(owner, name)} must be one of {sorted(choices)}, got {value!r}")
     return value
 
@@ -257,3 +279,24 @@ def check_per_group_float(name, value, minimum=None, *, owner=None, strict_min=F
             for i, v in enumerate(value)
         )
     return check_float(name, value, minimum, owner=owner, strict_min=strict_min)
+
+
+def check_bool(name, value, *, owner=None) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{_where(owner, name)} must be a bool, got {value!r}")
+    return value
+
+
+def tabulate(fn, xs, name: str, owner: str) -> tuple[float, ...]:
+    """``fn(x)`` for each x as finite floats (a callable argument turned into a device table)."""
+    out = []
+    for x in xs:
+        v = fn(x)
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"{owner}: {name}({x}) returned {v!r}, not a number") from None
+        if not math.isfinite(v):
+            raise ValueError(f"{owner}: {name}({x}) returned {v}, not a finite number")
+        out.append(v)
+    return tuple(out)
