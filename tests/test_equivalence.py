@@ -28,6 +28,7 @@ SCHEDULES = [
     (S.StepLR(7, 0.5), lambda o: torch.optim.lr_scheduler.StepLR(o, 7, 0.5)),
     (S.MultiStepLR([5, 5, 20], 0.3), lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [5, 5, 20], 0.3)),
     (S.ConstantLR(0.25, 9), lambda o: torch.optim.lr_scheduler.ConstantLR(o, 0.25, 9)),
+    (S.ConstantLR(0.5, 0), lambda o: torch.optim.lr_scheduler.ConstantLR(o, 0.5, 0)),
     (S.LinearLR(0.1, 0.9, 13), lambda o: torch.optim.lr_scheduler.LinearLR(o, 0.1, 0.9, 13)),
     (S.ExponentialLR(0.93), lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.93)),
     (S.PolynomialLR(30, 2.0), lambda o: torch.optim.lr_scheduler.PolynomialLR(o, 30, 2.0)),

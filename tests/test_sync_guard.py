@@ -33,6 +33,22 @@ EXAMPLES = {
     "ChainedScheduler": lambda: schedules.ChainedScheduler(
         [schedules.ConstantLR(0.5, 2), schedules.ExponentialLR(0.9)]
     ),
+    "CosineAnnealingWarmRestarts": lambda: schedules.CosineAnnealingWarmRestarts(3, T_mult=2),
+    "CyclicLR": lambda: schedules.CyclicLR(0.01, 0.1, step_size_up=2, mode="triangular2"),
+    "OneCycleLR": lambda: schedules.OneCycleLR(0.1, total_steps=10),
+    "ExponentialDecay": lambda: schedules.ExponentialDecay(3, 0.9, staircase=True),
+    "NaturalExpDecay": lambda: schedules.NaturalExpDecay(3, 0.5),
+    "InverseTimeDecay": lambda: schedules.InverseTimeDecay(3, 0.5),
+    "PolynomialDecay": lambda: schedules.PolynomialDecay(4, 1e-4, power=2.0, cycle=True),
+    "CosineDecay": lambda: schedules.CosineDecay(5, alpha=0.1),
+    "CosineDecayRestarts": lambda: schedules.CosineDecayRestarts(3),
+    "LinearCosineDecay": lambda: schedules.LinearCosineDecay(6),
+    "NoisyLinearCosineDecay": lambda: schedules.NoisyLinearCosineDecay(6, seed=3),
+    "PiecewiseConstant": lambda: schedules.PiecewiseConstant([2, 5], [0.1, 0.05, 0.01]),
+    "LinearWarmup": lambda: schedules.LinearWarmup(schedules.CosineAnnealingLR(5), 3, 0.0, 0.1),
+    "WarmupStableDecay": lambda: schedules.WarmupStableDecay(2, 3, 4, decay_type="1-sqrt"),
+    "InverseSqrt": lambda: schedules.InverseSqrt(3),
+    "WarmupCosine": lambda: schedules.WarmupCosine(2, 8, end_factor=0.1),
 }
 
 

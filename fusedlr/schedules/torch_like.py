@@ -59,6 +59,9 @@ class ConstantLR(Schedule):
 
     .. math:: \eta_t = \eta_0 \cdot (\text{factor} \text{ if } t < T \text{ else } 1)
 
+    ``total_iters=0`` keeps the factor forever, as torch's recursive scheduler does (it
+    applies the factor at step 0 and never reaches its restore step).
+
     >>> ConstantLR(factor=0.5, total_iters=2).values(3).tolist()
     [0.5, 0.5, 1.0]
     """
@@ -70,7 +73,8 @@ class ConstantLR(Schedule):
         self.total_iters = check_int("total_iters", total_iters, 0, owner="ConstantLR")
 
     def _encode(self, b: ProgramBuilder, group: int) -> int:
-        return b.node(Kind.CONSTANT_LR, self.factor, self.total_iters)
+        total = self.total_iters if self.total_iters > 0 else float("inf")
+        return b.node(Kind.CONSTANT_LR, self.factor, total)
 
 
 class LinearLR(Schedule):
