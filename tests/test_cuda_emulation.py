@@ -158,6 +158,18 @@ def _assert_same(cpu, emu, dtype):
             assert err <= RTOL[a.dtype], f"list {li} tensor {ti} ({a.dtype}, {a.numel()}): {err}"
 
 
+def _assert_updated(before, after, updated):
+    """The large params moved (or, with found_inf set, nothing at all changed)."""
+    if not updated:
+        for b_list, a_list in zip(before, after, strict=True):
+            for b, a in zip(b_list, a_list, strict=True):
+                assert torch.equal(b, a)
+        return
+    for b, a in zip(before[0], after[0], strict=True):
+        if b.numel() > 1000:
+            assert not torch.equal(b, a)
+
+
 @pytest.mark.parametrize("layout,scaler", CASES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_sgd_matches_cpu(dtype, layout, scaler):
@@ -166,8 +178,7 @@ def test_sgd_matches_cpu(dtype, layout, scaler):
     tensors[-1][3].zero_()
     cpu, emu = _run_both("sgd", tensors, meta, hparams, group_lr, layout, scaler)
     _assert_same(cpu, emu, dtype)
-    if scaler == "inf":  # nothing changes, steps included
-        _assert_same(tensors, emu, dtype)
+    _assert_updated(tensors, emu, scaler != "inf")
 
 
 @pytest.mark.parametrize("layout,scaler", CASES)
@@ -177,8 +188,7 @@ def test_adam_matches_cpu(dtype, kind, layout, scaler):
     tensors, meta, hparams, group_lr = _prepare(kind, dtype, SIZES, seed=2)
     cpu, emu = _run_both(kind, tensors, meta, hparams, group_lr, layout, scaler)
     _assert_same(cpu, emu, dtype)
-    if scaler == "inf":
-        _assert_same(tensors, emu, dtype)
+    _assert_updated(tensors, emu, scaler != "inf")
 
 
 SHAPES = [
