@@ -1,0 +1,162 @@
+// CUDA kernels of fusedlr: three-line __global__ wrappers over the block
+// bodies of multi_tensor.h, and the launch functions of launch.h. Only the
+// CUDA runtime is included (no torch headers), so this file compiles in
+// seconds; the launchers in update_cuda.cpp pass raw pointers and the stream.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "cuda/launch.h"
+#include "multi_tensor.h"
+
+namespace fusedlr {
+namespace mt {
+
+// 16-bit params: opmath float, round-to-nearest-even on the way back.
+template <>
+struct ElemTraits<__half> {
+  using Opmath = float;
+  static __device__ __forceinline__ float load(__half x) { return __half2float(x); }
+  static __device__ __forceinline__ __half store(float x) { return __float2half_rn(x); }
+};
+template <>
+struct ElemTraits<__nv_bfloat16> {
+  using Opmath = float;
+  static __device__ __forceinline__ float load(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ __nv_bfloat16 store(float x) { return __float2bfloat16_rn(x); }
+};
+
+}  // namespace mt
+
+namespace {
+
+template <typename T>
+__global__ void __launch_bounds__(mt::kBlockThreads)
+    sgd_kernel(const __grid_constant__ mt::TensorListMeta<3> meta, const mt::UpdateArgs args) {
+  mt::sgd_block<T>(meta, args, blockIdx.x, threadIdx.x, blockDim.x);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(mt::kBlockThreads)
+    adam_kernel(const __grid_constant__ mt::TensorListMeta<5> meta, const mt::UpdateArgs args) {
+  mt::adam_block<T>(meta, args, blockIdx.x, threadIdx.x, blockDim.x);
+}
+
+__global__ void __launch_bounds__(mt::kStepThreads)
+    step_kernel(const __grid_constant__ mt::StepMeta meta, const mt::UpdateArgs args, bool sgd) {
+  mt::step_block(meta, args, sgd, blockIdx.x, threadIdx.x, blockDim.x);
+}
+
+__global__ void __launch_bounds__(mt::kEvalThreads)
+    eval_schedule_kernel(const double* prog, const double* hparams, const double* lr_scale,
+                         const int64_t* counter, int64_t groups, double* out) {
+  mt::eval_schedule_block(prog, hparams, lr_scale, counter, groups, out, blockIdx.x, threadIdx.x,
+                          blockDim.x);
+}
+
+mt::UpdateArgs args_of(const cuda::UpdateCall& call) {
+  return mt::UpdateArgs{call.hparams, call.group_lr, call.grad_scale, call.found_inf};
+}
+
+// Builds the plan of one element type and launches kernel K once per metadata block.
+template <int Depth, typename Launch>
+int launch_plan(const cuda::UpdateTensor* tensors, int64_t n, const Launch& launch) {
+  std::vector<mt::TensorEntry<Depth>> entries(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int k = 0; k < Depth; ++k) entries[i].ptr[k] = tensors[i].ptr[k];
+    entries[i].numel = tensors[i].numel;
+    entries[i].step = tensors[i].step;
+    entries[i].group = tensors[i].group;
+  }
+  cudaError_t err = cudaSuccess;
+  mt::build_plan<Depth>(entries.data(), n, 0, 0,
+                        [&](const mt::TensorListMeta<Depth>& meta, int blocks) {
+                          if (err != cudaSuccess) return;
+                          launch(meta, blocks);
+                          err = cudaGetLastError();
+                        });
+  return static_cast<int>(err);
+}
+
+template <typename T>
+int sgd_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateCall& call) {
+  const mt::UpdateArgs args = args_of(call);
+  const auto stream = static_cast<cudaStream_t>(call.stream);
+  return launch_plan<3>(tensors, n, [&](const mt::TensorListMeta<3>& meta, int blocks) {
+    sgd_kernel<T><<<blocks, mt::kBlockThreads, 0, stream>>>(meta, args);
+  });
+}
+
+template <typename T>
+int adam_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateCall& call) {
+  const mt::UpdateArgs args = args_of(call);
+  const auto stream = static_cast<cudaStream_t>(call.stream);
+  return launch_plan<5>(tensors, n, [&](const mt::TensorListMeta<5>& meta, int blocks) {
+    adam_kernel<T><<<blocks, mt::kBlockThreads, 0, stream>>>(meta, args);
+  });
+}
+
+}  // namespace
+
+namespace cuda {
+
+int launch_sgd_update(ElemType type, const UpdateTensor* tensors, int64_t n,
+                      const UpdateCall& call) {
+  switch (type) {
+    case ElemType::kFloat:
+      return sgd_typed<float>(tensors, n, call);
+    case ElemType::kDouble:
+      return sgd_typed<double>(tensors, n, call);
+    case ElemType::kHalf:
+      return sgd_typed<__half>(tensors, n, call);
+    case ElemType::kBFloat16:
+      return sgd_typed<__nv_bfloat16>(tensors, n, call);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+int launch_adam_update(ElemType type, const UpdateTensor* tensors, int64_t n,
+                       const UpdateCall& call) {
+  switch (type) {
+    case ElemType::kFloat:
+      return adam_typed<float>(tensors, n, call);
+    case ElemType::kDouble:
+      return adam_typed<double>(tensors, n, call);
+    case ElemType::kHalf:
+      return adam_typed<__half>(tensors, n, call);
+    case ElemType::kBFloat16:
+      return adam_typed<__nv_bfloat16>(tensors, n, call);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+int launch_step_increment(float* const* steps, const int32_t* groups, const uint8_t* has_state,
+                          int64_t n, bool sgd, const UpdateCall& call) {
+  const mt::UpdateArgs args = args_of(call);
+  const auto stream = static_cast<cudaStream_t>(call.stream);
+  cudaError_t err = cudaSuccess;
+  mt::build_step_plan(steps, groups, has_state, n, [&](const mt::StepMeta& meta) {
+    if (err != cudaSuccess) return;
+    const int blocks = (meta.count + mt::kStepThreads - 1) / mt::kStepThreads;
+    step_kernel<<<blocks, mt::kStepThreads, 0, stream>>>(meta, args, sgd);
+    err = cudaGetLastError();
+  });
+  return static_cast<int>(err);
+}
+
+int launch_eval_schedule(const double* program, const double* hparams, const double* lr_scale,
+                         const int64_t* counter, int64_t groups, double* out, void* stream) {
+  if (groups <= 0) return 0;
+  const int64_t blocks = (groups + mt::kEvalThreads - 1) / mt::kEvalThreads;
+  eval_schedule_kernel<<<static_cast<unsigned>(blocks), mt::kEvalThreads, 0,
+                         static_cast<cudaStream_t>(stream)>>>(program, hparams, lr_scale, counter,
+                                                              groups, out);
+  return static_cast<int>(cudaGetLastError());
+}
+
+const char* error_string(int code) { return cudaGetErrorString(static_cast<cudaError_t>(code)); }
+
+}  // namespace cuda
+}  // namespace fusedlr

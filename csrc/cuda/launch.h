@@ -1,0 +1,51 @@
+// Plain C++ interface between the CUDA launchers (update_cuda.cpp, torch side)
+// and the kernels (kernels.cu, CUDA runtime only). No torch and no CUDA
+// headers: pointers are raw device pointers, the stream is a cudaStream_t
+// passed as void*, and errors come back as cudaError_t values (0 = success).
+#pragma once
+
+#include <cstdint>
+
+namespace fusedlr {
+namespace cuda {
+
+enum class ElemType : int { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
+
+// One tensor of an update call. ptr = param, grad, then the state pointers:
+// SGD (momentum_buffer or null); Adam (exp_avg, exp_avg_sq, max_exp_avg_sq or null).
+struct UpdateTensor {
+  void* ptr[5];
+  int64_t numel;
+  float* step;
+  int32_t group;
+};
+
+// Device pointers shared by all tensors of one call.
+struct UpdateCall {
+  const double* hparams;    // [groups, 16]
+  const double* group_lr;   // [groups, 2]
+  const float* grad_scale;  // null: none
+  const float* found_inf;   // null: none
+  void* stream;             // cudaStream_t
+};
+
+// Update kernels over n tensors of one element type (states: float for
+// float/half/bfloat16 params, double for double). Steps are only read.
+int launch_sgd_update(ElemType type, const UpdateTensor* tensors, int64_t n,
+                      const UpdateCall& call);
+int launch_adam_update(ElemType type, const UpdateTensor* tensors, int64_t n,
+                       const UpdateCall& call);
+
+// Advances the steps of n tensors after every update launch of the call
+// (SGD: only where has_state[i] and the group's momentum is nonzero).
+int launch_step_increment(float* const* steps, const int32_t* groups, const uint8_t* has_state,
+                          int64_t n, bool sgd, const UpdateCall& call);
+
+// out[g] = eval_group(...) for g < groups; counter is a device int64 scalar.
+int launch_eval_schedule(const double* program, const double* hparams, const double* lr_scale,
+                         const int64_t* counter, int64_t groups, double* out, void* stream);
+
+const char* error_string(int code);
+
+}  // namespace cuda
+}  // namespace fusedlr

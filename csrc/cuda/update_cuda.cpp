@@ -1,0 +1,224 @@
+// CUDA launchers of fusedlr::eval_schedule_, sgd_update_ and adam_update_.
+//
+// Each op validates its arguments (check_bucket) before any write, takes the
+// tensors apart into raw device pointers and calls the launch functions of
+// kernels.cu on the current stream. Nothing here waits for the device: no
+// .item(), no copy to the host, no synchronize. grad_scale and found_inf are
+// read by the kernels through device pointers; the steps are advanced by a
+// separate launch after every update launch of the call.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <vector>
+
+#include "check_args.h"
+#include "cuda/launch.h"
+
+namespace fusedlr {
+namespace {
+
+cuda::ElemType elem_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat:
+      return cuda::ElemType::kFloat;
+    case at::kDouble:
+      return cuda::ElemType::kDouble;
+    case at::kHalf:
+      return cuda::ElemType::kHalf;
+    case at::kBFloat16:
+      return cuda::ElemType::kBFloat16;
+    default:
+      TORCH_CHECK(false, "fusedlr: unsupported CUDA param dtype ", t);
+  }
+}
+
+void check_cuda(const char* op, int err) {
+  TORCH_CHECK(err == 0, op, ": CUDA launch failed: ", cuda::error_string(err));
+}
+
+// A one-element float32 view of an optional scalar tensor on `device`
+// (converted on the device when it has another dtype).
+std::optional<at::Tensor> device_scalar(const char* op, const char* name,
+                                        const std::optional<at::Tensor>& t,
+                                        const at::Device& device) {
+  if (!t.has_value() || !t->defined()) return std::nullopt;
+  TORCH_CHECK(t->numel() == 1, op, ": ", name, " must have one element, got ", t->numel());
+  TORCH_CHECK(t->device() == device, op, ": ", name, " is on ", t->device(),
+              " but the bucket is on ", device);
+  return t->scalar_type() == at::kFloat ? *t : t->to(at::kFloat);
+}
+
+const float* ptr_of(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? t->data_ptr<float>() : nullptr;
+}
+
+void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+// Runs `launch(type, tensors, count)` once per element type present in the bucket.
+template <typename Launch>
+void launch_by_type(const char* op, const BucketView& view,
+                    const std::vector<cuda::UpdateTensor>& tensors, const Launch& launch) {
+  const int64_t n = static_cast<int64_t>(tensors.size());
+  const at::ScalarType first = n > 0 ? view.params[0].scalar_type() : at::kFloat;
+  bool uniform = true;
+  for (int64_t i = 0; i < n; ++i) uniform = uniform && view.params[i].scalar_type() == first;
+  if (uniform) {
+    if (n > 0) check_cuda(op, launch(elem_type(first), tensors.data(), n));
+    return;
+  }
+  for (at::ScalarType t : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
+    std::vector<cuda::UpdateTensor> subset;
+    for (int64_t i = 0; i < n; ++i) {
+      if (view.params[i].scalar_type() == t) subset.push_back(tensors[i]);
+    }
+    if (!subset.empty()) {
+      check_cuda(op, launch(elem_type(t), subset.data(), static_cast<int64_t>(subset.size())));
+    }
+  }
+}
+
+struct Prepared {
+  std::optional<at::Tensor> scale;
+  std::optional<at::Tensor> inf;
+  cuda::UpdateCall call;
+};
+
+Prepared prepare(const char* op, const at::Tensor& hparams, const at::Tensor& group_lr,
+                 const std::optional<at::Tensor>& grad_scale,
+                 const std::optional<at::Tensor>& found_inf) {
+  const at::Device device = hparams.device();
+  TORCH_CHECK(device.is_cuda(), op, ": the CUDA kernel got tensors on ", device);
+  Prepared p;
+  p.scale = device_scalar(op, "grad_scale", grad_scale, device);
+  p.inf = device_scalar(op, "found_inf", found_inf, device);
+  p.call.hparams = hparams.data_ptr<double>();
+  p.call.group_lr = group_lr.data_ptr<double>();
+  p.call.grad_scale = ptr_of(p.scale);
+  p.call.found_inf = ptr_of(p.inf);
+  p.call.stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
+  return p;
+}
+
+void launch_steps(const char* op, at::TensorList steps, const at::Tensor& meta,
+                  const std::vector<uint8_t>& has_state, bool sgd, const cuda::UpdateCall& call) {
+  const int64_t n = static_cast<int64_t>(steps.size());
+  if (n == 0) return;
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  std::vector<float*> ptrs(n);
+  std::vector<int32_t> groups(n);
+  for (int64_t i = 0; i < n; ++i) {
+    ptrs[i] = steps[i].data_ptr<float>();
+    groups[i] = static_cast<int32_t>(mt[2 * i]);
+  }
+  check_cuda(
+      op, cuda::launch_step_increment(ptrs.data(), groups.data(), has_state.data(), n, sgd, call));
+}
+
+}  // namespace
+
+void eval_schedule_cuda(const at::Tensor& program, const at::Tensor& hparams,
+                        const at::Tensor& lr_scale, const at::Tensor& counter,
+                        const at::Tensor& out) {
+  const char* op = "eval_schedule_";
+  TORCH_CHECK(program.scalar_type() == at::kDouble && program.is_contiguous(), op,
+              ": program must be a contiguous float64 tensor");
+  TORCH_CHECK(hparams.scalar_type() == at::kDouble && hparams.dim() == 2 &&
+                  hparams.size(1) == kGroupFields && hparams.is_contiguous(),
+              op, ": hparams must be a contiguous float64 tensor [groups, ", kGroupFields, "]");
+  const int64_t groups = hparams.size(0);
+  TORCH_CHECK(lr_scale.scalar_type() == at::kDouble && lr_scale.numel() == groups &&
+                  lr_scale.is_contiguous(),
+              op, ": lr_scale must be a contiguous float64 tensor of ", groups, " elements");
+  TORCH_CHECK(counter.scalar_type() == at::kLong && counter.numel() == 1, op,
+              ": counter must be an int64 tensor of one element");
+  TORCH_CHECK(out.scalar_type() == at::kDouble && out.numel() == 2 * groups && out.is_contiguous(),
+              op, ": out must be a contiguous float64 tensor of shape [", groups, ", 2]");
+  for (const at::Tensor* t : {&program, &lr_scale, &counter, &out}) {
+    TORCH_CHECK(t->device() == hparams.device(), op, ": all arguments must be on one device, got ",
+                t->device(), " and ", hparams.device());
+  }
+  const c10::cuda::CUDAGuard guard(hparams.device());
+  const auto stream = c10::cuda::getCurrentCUDAStream(hparams.device().index()).stream();
+  check_cuda(op, cuda::launch_eval_schedule(
+                     program.numel() > 0 ? program.data_ptr<double>() : nullptr,
+                     hparams.data_ptr<double>(), lr_scale.data_ptr<double>(),
+                     counter.data_ptr<int64_t>(), groups, out.data_ptr<double>(), stream));
+}
+
+void sgd_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList bufs,
+                     at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
+                     const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
+                     const std::optional<at::Tensor>& found_inf) {
+  const char* op = "sgd_update_";
+  const BucketView view =
+      check_bucket(op, params, grads, {{"momentum_buffers", bufs}}, steps, meta, hparams, group_lr);
+  const c10::cuda::CUDAGuard guard(hparams.device());
+  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
+  const int64_t n = static_cast<int64_t>(params.size());
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  std::vector<cuda::UpdateTensor> tensors(n);
+  std::vector<uint8_t> has_state(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = mt[2 * i + 1];
+    cuda::UpdateTensor& t = tensors[i];
+    t.ptr[0] = view.params[i].data_ptr();
+    t.ptr[1] = view.grads[i].data_ptr();
+    t.ptr[2] = slot >= 0 ? data_or_null(bufs[slot]) : nullptr;
+    t.ptr[3] = t.ptr[4] = nullptr;
+    t.numel = view.params[i].numel();
+    t.step = steps[i].data_ptr<float>();
+    t.group = static_cast<int32_t>(mt[2 * i]);
+    has_state[i] = slot >= 0 ? 1 : 0;
+  }
+  launch_by_type(op, view, tensors,
+                 [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
+                   return cuda::launch_sgd_update(type, ts, count, prep.call);
+                 });
+  launch_steps(op, steps, meta, has_state, /*sgd=*/true, prep.call);
+  view.write_back(prep.scale.has_value());
+}
+
+void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                      at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
+                      at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
+                      const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
+                      const std::optional<at::Tensor>& found_inf) {
+  const char* op = "adam_update_";
+  const BucketView view = check_bucket(
+      op, params, grads,
+      {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
+      steps, meta, hparams, group_lr);
+  const c10::cuda::CUDAGuard guard(hparams.device());
+  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
+  const int64_t n = static_cast<int64_t>(params.size());
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  std::vector<cuda::UpdateTensor> tensors(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = mt[2 * i + 1];
+    cuda::UpdateTensor& t = tensors[i];
+    t.ptr[0] = view.params[i].data_ptr();
+    t.ptr[1] = view.grads[i].data_ptr();
+    t.ptr[2] = exp_avgs[i].data_ptr();
+    t.ptr[3] = exp_avg_sqs[i].data_ptr();
+    t.ptr[4] = slot >= 0 ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
+    t.numel = view.params[i].numel();
+    t.step = steps[i].data_ptr<float>();
+    t.group = static_cast<int32_t>(mt[2 * i]);
+  }
+  launch_by_type(op, view, tensors,
+                 [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
+                   return cuda::launch_adam_update(type, ts, count, prep.call);
+                 });
+  launch_steps(op, steps, meta, std::vector<uint8_t>(n, 1), /*sgd=*/false, prep.call);
+  view.write_back(prep.scale.has_value());
+}
+
+TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
+  m.impl("eval_schedule_", &eval_schedule_cuda);
+  m.impl("sgd_update_", &sgd_update_cuda);
+  m.impl("adam_update_", &adam_update_cuda);
+}
+
+}  // namespace fusedlr

@@ -1,0 +1,462 @@
+// Multi-tensor apply for the CUDA update kernels, in the spirit of ATen's
+// MultiTensorApply.cuh: the tensors of one bucket are cut into chunks of
+// kChunkSize elements; one CUDA block updates one (tensor, chunk) pair. A
+// launch carries, by value, a metadata block of tensor pointers, element
+// counts, groups and step pointers plus the (tensor, chunk) pair of every
+// block; a bucket that does not fit one metadata block is split across
+// several launches (a tensor may continue in the next launch).
+//
+// Everything here is plain __host__ __device__ C++ without torch headers: the
+// __global__ kernels (csrc/cuda/kernels.cu) are three-line wrappers over the
+// *_block functions, and the CPU emulator (csrc/cpu/emulate_cuda.cpp) runs the
+// same functions over every (block, thread) of the same launch plan.
+//
+// Element types: the param/grad type T is float, double or a 16-bit float
+// type; ElemTraits<T> converts it to and from its opmath type (float, or
+// double for double). State (momentum buffer, exp_avg, ...) is stored in the
+// opmath type. ElemTraits is specialised for the 16-bit types by the file that
+// instantiates the bodies (__half / __nv_bfloat16 in the .cu, c10::Half /
+// c10::BFloat16 in the emulator), so this header needs neither.
+#pragma once
+
+#include <cstdint>
+
+#include "hd.h"
+#include "schedule.h"
+#include "update.h"
+
+namespace fusedlr {
+namespace mt {
+
+constexpr int64_t kChunkSize = 65536;  // elements per (tensor, chunk) block
+constexpr int kILP = 4;                // elements per thread per iteration
+constexpr int kVectorAlign = 16;       // bytes: every pointer of a tensor, for the vector path
+constexpr int kMaxBlocks = 320;        // (tensor, chunk) pairs per launch
+constexpr int kBlockThreads = 512;     // threads per block of the update kernels
+constexpr int kStepTensors = 256;      // tensors per step-increment launch
+constexpr int kStepThreads = 256;      // threads per block of the step-increment kernel
+constexpr int kEvalThreads = 64;       // threads per block of the schedule-eval kernel
+
+// Tensors per launch by pointer depth, chosen so that the kernel argument
+// (metadata + UpdateArgs) stays below the classic 4 KB parameter limit.
+// Depth 3: SGD (param, grad, momentum buffer); depth 5: Adam (param, grad,
+// exp_avg, exp_avg_sq, max_exp_avg_sq).
+template <int Depth>
+struct DepthTraits;
+template <>
+struct DepthTraits<3> {
+  static constexpr int kMaxTensors = 48;
+};
+template <>
+struct DepthTraits<5> {
+  static constexpr int kMaxTensors = 36;
+};
+
+// Conversion between a param element and its opmath type. Specialised for
+// 16-bit types outside this header (see the file comment).
+template <typename T>
+struct ElemTraits;
+template <>
+struct ElemTraits<float> {
+  using Opmath = float;
+  static FUSEDLR_INLINE float load(float x) { return x; }
+  static FUSEDLR_INLINE float store(float x) { return x; }
+};
+template <>
+struct ElemTraits<double> {
+  using Opmath = double;
+  static FUSEDLR_INLINE double load(double x) { return x; }
+  static FUSEDLR_INLINE double store(double x) { return x; }
+};
+
+// Per-launch metadata, passed by value as the kernel argument. Pointer k of
+// tensor t is addresses[k][t]; unused optional state pointers are null.
+template <int Depth>
+struct TensorListMeta {
+  static constexpr int kDepth = Depth;
+  static constexpr int kMaxTensors = DepthTraits<Depth>::kMaxTensors;
+  void* addresses[Depth][kMaxTensors];
+  int64_t numel[kMaxTensors];
+  float* step[kMaxTensors];  // the tensor's step count (read only by the update)
+  int32_t group[kMaxTensors];
+  uint8_t aligned[kMaxTensors];  // all pointers of the tensor are kVectorAlign-aligned
+  uint8_t block_to_tensor[kMaxBlocks];
+  int32_t block_to_chunk[kMaxBlocks];
+};
+
+// Arguments shared by every launch of one update call (device pointers).
+struct UpdateArgs {
+  const double* hparams;    // [groups, kGroupFields]
+  const double* group_lr;   // [groups, 2] = (lr, momentum / beta1)
+  const float* grad_scale;  // null: no grad scaler
+  const float* found_inf;   // null: no overflow check
+};
+
+// Metadata of one step-increment launch: thread i advances tensor i's step.
+struct StepMeta {
+  float* step[kStepTensors];
+  int32_t group[kStepTensors];
+  uint8_t has_state[kStepTensors];  // SGD: a momentum buffer exists
+  int32_t count;
+};
+
+static_assert(sizeof(TensorListMeta<3>) + sizeof(UpdateArgs) <= 4000, "kernel argument > 4 KB");
+static_assert(sizeof(TensorListMeta<5>) + sizeof(UpdateArgs) <= 4000, "kernel argument > 4 KB");
+static_assert(sizeof(StepMeta) + sizeof(UpdateArgs) + 8 <= 4000, "kernel argument > 4 KB");
+static_assert(DepthTraits<3>::kMaxTensors <= 256 && DepthTraits<5>::kMaxTensors <= 256,
+              "block_to_tensor is uint8");
+
+// ---------------------------------------------------------------------------------------------
+// Host side: the launch plan.
+
+// One tensor of a bucket as the plan builder sees it.
+template <int Depth>
+struct TensorEntry {
+  void* ptr[Depth];  // param, grad, then state pointers (null when absent)
+  int64_t numel;
+  float* step;
+  int32_t group;
+};
+
+inline bool is_aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % kVectorAlign == 0; }
+
+// Builds the launch plan of `n` tensors and calls emit(meta, blocks) once per
+// launch, in order. A launch holds at most max_tensors tensors (clamped to the
+// metadata capacity) and max_blocks (tensor, chunk) blocks; a tensor whose
+// chunks do not fit continues as tensor 0 of the next launch. Empty tensors
+// get no block. Chunk indices are int32 (a tensor may have 2^31 chunks, i.e.
+// 2^47 elements); element offsets are int64.
+template <int Depth, typename Emit>
+void build_plan(const TensorEntry<Depth>* tensors, int64_t n, int max_tensors, int max_blocks,
+                const Emit& emit) {
+  using Meta = TensorListMeta<Depth>;
+  if (max_tensors < 1 || max_tensors > Meta::kMaxTensors) max_tensors = Meta::kMaxTensors;
+  if (max_blocks < 1 || max_blocks > kMaxBlocks) max_blocks = kMaxBlocks;
+  int64_t last = -1;  // the last tensor that has elements
+  for (int64_t i = 0; i < n; ++i) {
+    if (tensors[i].numel > 0) last = i;
+  }
+  Meta meta{};
+  int loc_tensor = 0;
+  int loc_block = 0;
+  const auto add_tensor = [&](const TensorEntry<Depth>& e) {
+    bool aligned = true;
+    for (int k = 0; k < Depth; ++k) {
+      meta.addresses[k][loc_tensor] = e.ptr[k];
+      aligned = aligned && is_aligned(e.ptr[k]);
+    }
+    meta.numel[loc_tensor] = e.numel;
+    meta.step[loc_tensor] = e.step;
+    meta.group[loc_tensor] = e.group;
+    meta.aligned[loc_tensor] = aligned ? 1 : 0;
+    ++loc_tensor;
+  };
+  for (int64_t i = 0; i <= last; ++i) {
+    const TensorEntry<Depth>& e = tensors[i];
+    if (e.numel <= 0) continue;
+    add_tensor(e);
+    const int64_t chunks = (e.numel + kChunkSize - 1) / kChunkSize;
+    for (int64_t c = 0; c < chunks; ++c) {
+      meta.block_to_tensor[loc_block] = static_cast<uint8_t>(loc_tensor - 1);
+      meta.block_to_chunk[loc_block] = static_cast<int32_t>(c);
+      ++loc_block;
+      const bool last_chunk = c == chunks - 1;
+      const bool tensors_full = loc_tensor == max_tensors && last_chunk;
+      const bool blocks_full = loc_block == max_blocks;
+      if (tensors_full || blocks_full || (i == last && last_chunk)) {
+        emit(meta, loc_block);
+        loc_block = 0;
+        loc_tensor = 0;
+        if (!last_chunk) add_tensor(e);  // the tensor continues in the next launch
+      }
+    }
+  }
+}
+
+// Calls emit(meta) for each step-increment launch of `n` tensors.
+template <typename Emit>
+void build_step_plan(float* const* steps, const int32_t* groups, const uint8_t* has_state,
+                     int64_t n, const Emit& emit) {
+  StepMeta meta;
+  meta.count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    meta.step[meta.count] = steps[i];
+    meta.group[meta.count] = groups[i];
+    meta.has_state[meta.count] = has_state[i];
+    if (++meta.count == kStepTensors || i == n - 1) {
+      emit(meta);
+      meta.count = 0;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device side: per-block bodies. `block`, `thread` and `block_dim` are
+// blockIdx.x, threadIdx.x and blockDim.x in a kernel, loop indices in the
+// emulator. Blocks and threads are independent: no shared memory, no barrier.
+
+// The elements [start, start + n) of a block's tensor.
+struct ChunkSpan {
+  int tensor;
+  int64_t start;
+  int n;
+};
+
+template <typename Meta>
+FUSEDLR_INLINE ChunkSpan chunk_span(const Meta& meta, int block) {
+  ChunkSpan s;
+  s.tensor = meta.block_to_tensor[block];
+  s.start = static_cast<int64_t>(meta.block_to_chunk[block]) * kChunkSize;
+  const int64_t rest = meta.numel[s.tensor] - s.start;
+  s.n = static_cast<int>(rest < kChunkSize ? rest : kChunkSize);
+  return s;
+}
+
+// kILP consecutive elements at a kVectorAlign-aligned address (16-bit types:
+// one 8-byte load; 32-bit: one 16-byte load; 64-bit: two 16-byte loads).
+template <typename T>
+struct alignas(sizeof(T) * kILP < kVectorAlign ? sizeof(T) * kILP : kVectorAlign) Half4 {
+  T v[kILP / 2];
+};
+template <typename T>
+struct alignas(sizeof(T) * kILP < kVectorAlign ? sizeof(T) * kILP : kVectorAlign) Full4 {
+  T v[kILP];
+};
+
+template <typename T>
+FUSEDLR_INLINE void load_vec(const T* src, T (&dst)[kILP]) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (sizeof(T) * kILP > kVectorAlign) {
+    const Half4<T> a = reinterpret_cast<const Half4<T>*>(src)[0];
+    const Half4<T> b = reinterpret_cast<const Half4<T>*>(src)[1];
+#pragma unroll
+    for (int k = 0; k < kILP / 2; ++k) {
+      dst[k] = a.v[k];
+      dst[k + kILP / 2] = b.v[k];
+    }
+  } else {
+    const Full4<T> a = *reinterpret_cast<const Full4<T>*>(src);
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) dst[k] = a.v[k];
+  }
+#else
+  for (int k = 0; k < kILP; ++k) dst[k] = src[k];
+#endif
+}
+
+template <typename T>
+FUSEDLR_INLINE void store_vec(T* dst, const T (&src)[kILP]) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (sizeof(T) * kILP > kVectorAlign) {
+    Half4<T> a, b;
+#pragma unroll
+    for (int k = 0; k < kILP / 2; ++k) {
+      a.v[k] = src[k];
+      b.v[k] = src[k + kILP / 2];
+    }
+    reinterpret_cast<Half4<T>*>(dst)[0] = a;
+    reinterpret_cast<Half4<T>*>(dst)[1] = b;
+  } else {
+    Full4<T> a;
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) a.v[k] = src[k];
+    *reinterpret_cast<Full4<T>*>(dst) = a;
+  }
+#else
+  for (int k = 0; k < kILP; ++k) dst[k] = src[k];
+#endif
+}
+
+// Loads element i of a chunk into opmath registers (param / grad type T).
+template <typename T>
+FUSEDLR_INLINE typename ElemTraits<T>::Opmath load_elem(const T* p, int i) {
+  return ElemTraits<T>::load(p[i]);
+}
+
+FUSEDLR_INLINE bool skip_update(const UpdateArgs& a) {
+  return a.found_inf != nullptr && *a.found_inf != 0.0f;
+}
+
+FUSEDLR_INLINE double grad_scale_of(const UpdateArgs& a) {
+  return a.grad_scale != nullptr ? static_cast<double>(*a.grad_scale) : 1.0;
+}
+
+// Runs f(i, count) over the block's elements with kILP elements per thread and
+// iteration: contiguous vector groups [i, i + kILP) when `aligned` (then a
+// scalar tail of n % kILP elements, f(i, 1)), else kILP elements strided by
+// block_dim (f(i, -1): element i + k * block_dim for k < kILP while < n).
+template <typename F>
+FUSEDLR_INLINE void for_chunk(bool aligned, int n, int thread, int block_dim, const F& f) {
+  if (aligned) {
+    const int nvec = n - n % kILP;
+    for (int i = thread * kILP; i < nvec; i += block_dim * kILP) f(i, kILP);
+    for (int i = nvec + thread; i < n; i += block_dim) f(i, 1);
+  } else {
+    for (int i = thread; i < n; i += block_dim * kILP) f(i, -1);
+  }
+}
+
+// SGD update of one (tensor, chunk) block. T is the param type.
+template <typename T>
+FUSEDLR_INLINE void sgd_block(const TensorListMeta<3>& meta, const UpdateArgs& args, int block,
+                              int thread, int block_dim) {
+  using O = typename ElemTraits<T>::Opmath;
+  if (skip_update(args)) return;
+  const ChunkSpan span = chunk_span(meta, block);
+  const int t = span.tensor;
+  const int64_t g = meta.group[t];
+  SgdScalars s = make_sgd_scalars(args.hparams + g * kGroupFields, args.group_lr + 2 * g,
+                                  static_cast<double>(*meta.step[t]), grad_scale_of(args));
+  O* buf = static_cast<O*>(meta.addresses[2][t]);
+  s.has_buf = s.has_buf && buf != nullptr;  // (the CPU op rejects momentum without a buffer)
+  const SgdCoeffs<O> c = SgdCoeffs<O>::template make<O>(s);
+  T* p = static_cast<T*>(meta.addresses[0][t]) + span.start;
+  T* gr = static_cast<T*>(meta.addresses[1][t]) + span.start;
+  if (c.has_buf) buf += span.start;
+  const bool load_buf = c.has_buf && !c.first;
+  const int n = span.n;
+  for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
+    O pv[kILP] = {}, gv[kILP] = {}, bv[kILP] = {};
+    if (count == kILP) {
+      T pr[kILP], gq[kILP];
+      load_vec(p + i, pr);
+      load_vec(gr + i, gq);
+      if (load_buf) load_vec(buf + i, bv);
+#pragma unroll
+      for (int k = 0; k < kILP; ++k) {
+        pv[k] = ElemTraits<T>::load(pr[k]);
+        gv[k] = ElemTraits<T>::load(gq[k]);
+        if (!load_buf) bv[k] = O(0);
+        sgd_element(pv[k], gv[k], bv[k], c);
+        pr[k] = ElemTraits<T>::store(pv[k]);
+        gq[k] = ElemTraits<T>::store(gv[k]);
+      }
+      store_vec(p + i, pr);
+      if (c.scaled) store_vec(gr + i, gq);
+      if (c.has_buf) store_vec(buf + i, bv);
+      return;
+    }
+    const int stride = count == 1 ? 0 : block_dim;
+    const int m = count == 1 ? 1 : kILP;
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) {
+      const int j = i + k * stride;
+      if (k < m && j < n) {
+        pv[k] = load_elem(p, j);
+        gv[k] = load_elem(gr, j);
+        bv[k] = load_buf ? buf[j] : O(0);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) {
+      const int j = i + k * stride;
+      if (k < m && j < n) {
+        sgd_element(pv[k], gv[k], bv[k], c);
+        p[j] = ElemTraits<T>::store(pv[k]);
+        if (c.scaled) gr[j] = ElemTraits<T>::store(gv[k]);
+        if (c.has_buf) buf[j] = bv[k];
+      }
+    }
+  });
+}
+
+// Adam / AdamW update of one (tensor, chunk) block. T is the param type.
+template <typename T>
+FUSEDLR_INLINE void adam_block(const TensorListMeta<5>& meta, const UpdateArgs& args, int block,
+                               int thread, int block_dim) {
+  using O = typename ElemTraits<T>::Opmath;
+  if (skip_update(args)) return;
+  const ChunkSpan span = chunk_span(meta, block);
+  const int t = span.tensor;
+  const int64_t g = meta.group[t];
+  AdamScalars s = make_adam_scalars(args.hparams + g * kGroupFields, args.group_lr + 2 * g,
+                                    static_cast<double>(*meta.step[t]), grad_scale_of(args));
+  O* vmax = static_cast<O*>(meta.addresses[4][t]);
+  s.amsgrad = s.amsgrad && vmax != nullptr;  // (the CPU op rejects amsgrad without a slot)
+  const AdamCoeffs<O> c = AdamCoeffs<O>::template make<O>(s);
+  T* p = static_cast<T*>(meta.addresses[0][t]) + span.start;
+  T* gr = static_cast<T*>(meta.addresses[1][t]) + span.start;
+  O* m = static_cast<O*>(meta.addresses[2][t]) + span.start;
+  O* v = static_cast<O*>(meta.addresses[3][t]) + span.start;
+  if (c.amsgrad) vmax += span.start;
+  const int n = span.n;
+  for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
+    O pv[kILP] = {}, gv[kILP] = {}, mv[kILP] = {}, vv[kILP] = {}, xv[kILP] = {};
+    if (count == kILP) {
+      T pr[kILP], gq[kILP];
+      load_vec(p + i, pr);
+      load_vec(gr + i, gq);
+      load_vec(m + i, mv);
+      load_vec(v + i, vv);
+      if (c.amsgrad) load_vec(vmax + i, xv);
+#pragma unroll
+      for (int k = 0; k < kILP; ++k) {
+        pv[k] = ElemTraits<T>::load(pr[k]);
+        gv[k] = ElemTraits<T>::load(gq[k]);
+        if (!c.amsgrad) xv[k] = O(0);
+        adam_element<O, ScalarOps<O>>(pv[k], gv[k], mv[k], vv[k], xv[k], c);
+        pr[k] = ElemTraits<T>::store(pv[k]);
+        gq[k] = ElemTraits<T>::store(gv[k]);
+      }
+      store_vec(p + i, pr);
+      if (c.scaled) store_vec(gr + i, gq);
+      store_vec(m + i, mv);
+      store_vec(v + i, vv);
+      if (c.amsgrad) store_vec(vmax + i, xv);
+      return;
+    }
+    const int stride = count == 1 ? 0 : block_dim;
+    const int lim = count == 1 ? 1 : kILP;
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) {
+      const int j = i + k * stride;
+      if (k < lim && j < n) {
+        pv[k] = load_elem(p, j);
+        gv[k] = load_elem(gr, j);
+        mv[k] = m[j];
+        vv[k] = v[j];
+        xv[k] = c.amsgrad ? vmax[j] : O(0);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) {
+      const int j = i + k * stride;
+      if (k < lim && j < n) {
+        adam_element<O, ScalarOps<O>>(pv[k], gv[k], mv[k], vv[k], xv[k], c);
+        p[j] = ElemTraits<T>::store(pv[k]);
+        if (c.scaled) gr[j] = ElemTraits<T>::store(gv[k]);
+        m[j] = mv[k];
+        v[j] = vv[k];
+        if (c.amsgrad) vmax[j] = xv[k];
+      }
+    }
+  });
+}
+
+// Step-increment pass, launched after every update launch of the call so that
+// no update block reads a step another block already advanced. Adam advances
+// every step; SGD only the steps of tensors whose momentum buffer was updated
+// (momentum != 0 and a buffer exists), as the CPU op does.
+FUSEDLR_INLINE void step_block(const StepMeta& meta, const UpdateArgs& args, bool sgd, int block,
+                               int thread, int block_dim) {
+  const int i = block * block_dim + thread;
+  if (i >= meta.count || skip_update(args)) return;
+  if (sgd) {
+    const int64_t g = meta.group[i];
+    if (meta.has_state[i] == 0 || args.group_lr[2 * g + 1] == 0.0) return;
+  }
+  *meta.step[i] += 1.0f;
+}
+
+// Schedule evaluation: thread (block, thread) evaluates group block * block_dim + thread.
+FUSEDLR_INLINE void eval_schedule_block(const double* prog, const double* hparams,
+                                        const double* lr_scale, const int64_t* counter,
+                                        int64_t groups, double* out, int block, int thread,
+                                        int block_dim) {
+  const int64_t g = static_cast<int64_t>(block) * block_dim + thread;
+  if (g >= groups) return;
+  eval_group(prog, hparams, lr_scale, *counter, g, out + 2 * g);
+}
+
+}  // namespace mt
+}  // namespace fusedlr

@@ -1,0 +1,65 @@
+"""CPU emulation of the CUDA update kernels (tests only; imported by nothing else).
+
+``emulate_sgd_update_`` / ``emulate_adam_update_`` take the arguments of
+``fusedlr.ops.sgd_update_`` / ``adam_update_`` on CPU tensors plus a launch shape,
+build the launch plan the CUDA launcher builds (``csrc/include/multi_tensor.h``) and
+run the kernels' block bodies over every (block, thread) on the CPU. ``launch_plan_stats``
+describes the plan of tensors with given element counts without allocating them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fusedlr import ops  # noqa: F401  (loads the extension; registers the base ops' fakes)
+
+_ops = torch.ops.fusedlr
+
+CHUNK_SIZE = 65536  # csrc/include/multi_tensor.h kChunkSize
+BLOCK_THREADS = 512  # kBlockThreads
+MAX_BLOCKS = 320  # kMaxBlocks
+SGD_MAX_TENSORS = 48  # DepthTraits<3>::kMaxTensors
+ADAM_MAX_TENSORS = 36  # DepthTraits<5>::kMaxTensors
+
+
+def emulate_sgd_update_(params, grads, momentum_buffers, steps, meta, hparams, group_lr,
+                        grad_scale=None, found_inf=None, *, max_tensors_per_launch=0,
+                        threads_per_block=BLOCK_THREADS, max_blocks_per_launch=0) -> None:
+    """``sgd_update_`` through the CUDA kernel body; 0 means the kernel's capacity."""
+    _ops.emulate_sgd_update_(params, grads, momentum_buffers, steps, meta, hparams, group_lr,
+                             grad_scale, found_inf, max_tensors_per_launch, threads_per_block,
+                             max_blocks_per_launch)
+
+
+def emulate_adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta,
+                         hparams, group_lr, grad_scale=None, found_inf=None, *,
+                         max_tensors_per_launch=0, threads_per_block=BLOCK_THREADS,
+                         max_blocks_per_launch=0) -> None:
+    """``adam_update_`` through the CUDA kernel body; 0 means the kernel's capacity."""
+    _ops.emulate_adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+                              meta, hparams, group_lr, grad_scale, found_inf,
+                              max_tensors_per_launch, threads_per_block, max_blocks_per_launch)
+
+
+def launch_plan_stats(numels, elem_size, max_tensors_per_launch=0,
+                      max_blocks_per_launch=0) -> dict:
+    """Launches, blocks, max chunk index and max element index of the Adam launch plan of
+    tensors with these element counts (nothing is allocated)."""
+    launches, blocks, max_chunk, max_elem = _ops.launch_plan_stats(
+        list(numels), elem_size, max_tensors_per_launch, max_blocks_per_launch)
+    return {"launches": launches, "blocks": blocks, "max_chunk": max_chunk,
+            "max_element": max_elem}
+
+
+@torch.library.register_fake("fusedlr::emulate_sgd_update_")
+def _emulate_sgd_update_fake(params, grads, momentum_buffers, steps, meta, hparams, group_lr,
+                             grad_scale, found_inf, max_tensors_per_launch, threads_per_block,
+                             max_blocks_per_launch=0):
+    return None
+
+
+@torch.library.register_fake("fusedlr::emulate_adam_update_")
+def _emulate_adam_update_fake(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta,
+                              hparams, group_lr, grad_scale, found_inf, max_tensors_per_launch,
+                              threads_per_block, max_blocks_per_launch=0):
+    return None
