@@ -238,7 +238,23 @@ def _schedule_values_samples():
     return [(program, root, 0.1, 0, 7), (program, root, 1.0, 3, 0)]
 
 
+def _emulate_sgd_samples():
+    # (max_tensors_per_launch, threads_per_block, max_blocks_per_launch): a split plan.
+    return [(*args, 1, 64, 1) for args in _sgd_update_samples()]
+
+
+def _emulate_adam_samples():
+    return [(*args, 1, 64, 1) for args in _adam_update_samples()]
+
+
+def _launch_plan_stats_samples():
+    return [([1, 7, 4097, 65537], 4, 2, 1), ([2**31 + 7], 2, 0, 0)]
+
+
 SAMPLES = {
+    "emulate_sgd_update_": _emulate_sgd_samples,
+    "emulate_adam_update_": _emulate_adam_samples,
+    "launch_plan_stats": _launch_plan_stats_samples,
     "eval_schedule_": _eval_schedule_samples,
     "sgd_update_": _sgd_update_samples,
     "adam_update_": _adam_update_samples,
@@ -247,6 +263,7 @@ SAMPLES = {
 
 
 def _fusedlr_op_names():
+    import fusedlr.emulate  # noqa: F401  (fake kernels of the CUDA-emulation ops)
     import fusedlr.ops  # noqa: F401  (loads the extension)
 
     names = set()
