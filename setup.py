@@ -99,7 +99,9 @@ def decide_cuda(torch_cuda_version):
                 )
     if problems:
         if force == "1":
-            raise RuntimeError("FUSEDLR_CUDA=1 but the CUDA build is impossible: " + "; ".join(problems))
+            raise RuntimeError(
+                "FUSEDLR_CUDA=1 but the CUDA build is impossible: " + "; ".join(problems)
+            )
         return False, None, "; ".join(problems)
     return True, home, f"torch CUDA {torch_cuda_version}, toolkit at {home}"
 
@@ -156,7 +158,7 @@ ext_modules, cmdclass = build_extensions()
 setup(
     name="fusedlr",
     version="0.1.0",
-    description="Fused SGD/Adam/AdamW for PyTorch with learning-rate schedules evaluated on the device",
+    description="Fused SGD/Adam/AdamW for PyTorch with lr schedules evaluated on the device",
     long_description=open(os.path.join(HERE, "README.md")).read()
     if os.path.exists(os.path.join(HERE, "README.md"))
     else "",

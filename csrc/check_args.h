@@ -71,13 +71,12 @@ inline BucketView check_bucket(const char* op, at::TensorList params, at::Tensor
     const at::Tensor& p = params[i];
     const at::Tensor& g = grads[i];
     const int64_t grp = mt[2 * i], slot = mt[2 * i + 1];
-    TORCH_CHECK(grp >= 0 && grp < groups, op, ": meta[", i, "] names group ", grp, " of ",
-                groups);
+    TORCH_CHECK(grp >= 0 && grp < groups, op, ": meta[", i, "] names group ", grp, " of ", groups);
     TORCH_CHECK(slot >= -1 && slot < static_cast<int64_t>(slotted.size()), op, ": meta[", i,
                 "] names ", states.back().first, " slot ", slot, " of ", slotted.size());
     const at::ScalarType dt = p.scalar_type();
-    TORCH_CHECK(dt == at::kFloat || dt == at::kDouble || dt == at::kBFloat16 || dt == at::kHalf,
-                op, ": params[", i, "] has dtype ", dt,
+    TORCH_CHECK(dt == at::kFloat || dt == at::kDouble || dt == at::kBFloat16 || dt == at::kHalf, op,
+                ": params[", i, "] has dtype ", dt,
                 "; fusedlr supports float32, float64, bfloat16 and float16 params");
     TORCH_CHECK(p.device() == device, op, ": params[", i, "] is on ", p.device(),
                 " but the bucket's device is ", device);

@@ -23,8 +23,10 @@ bool cuda_compiled() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fusedlr native extension: build information";
   m.def("cuda_compiled", &cuda_compiled, "Whether the CUDA kernels were compiled in.");
-  m.def("cuda_archs", [] { return std::string(FUSEDLR_CUDA_ARCHS); },
-        "The CUDA architectures the kernels were compiled for.");
-  m.def("cpu_isa", [] { return std::string(fusedlr::cpu_kernels().isa); },
-        "The vector ISA of the CPU kernels chosen on this machine.");
+  m.def(
+      "cuda_archs", [] { return std::string(FUSEDLR_CUDA_ARCHS); },
+      "The CUDA architectures the kernels were compiled for.");
+  m.def(
+      "cpu_isa", [] { return std::string(fusedlr::cpu_kernels().isa); },
+      "The vector ISA of the CPU kernels chosen on this machine.");
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fusedlr import __version__, _C
+from fusedlr import _C, __version__
 
 
 def info() -> dict:

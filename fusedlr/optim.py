@@ -193,7 +193,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         program = builder.tensor()
         self._schedules = [g["schedule"] for g in self.param_groups]
         self._roots = roots
-        self._rows = [self._group_row(g, r) for g, r in zip(self.param_groups, roots)]
+        self._rows = [self._group_row(g, r) for g, r in zip(self.param_groups, roots, strict=True)]
         self._host_rows = torch.tensor(self._rows, dtype=torch.float64).reshape(-1, GROUP_FIELDS)
         self._needs = [self._group_needs(g) for g in self.param_groups]
 
@@ -221,7 +221,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
             del self._devices[dev]
 
     def _sync_groups(self) -> None:
-        """Uploads changed group hyperparameters; relayouts when the schedule or state needs change."""
+        """Uploads changed group hyperparameters; relayouts when schedules or state needs change."""
         groups = self.param_groups
         if len(groups) != len(self._rows):
             self._relayout()
@@ -438,7 +438,7 @@ def _with_grad(params, grads):
 
 
 def _check_grads(params, grads):
-    for i, (p, g) in enumerate(zip(params, grads)):
+    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
         if g.is_sparse:
             raise RuntimeError(f"params[{i}]: fusedlr does not support sparse gradients")
         if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:

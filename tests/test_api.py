@@ -46,9 +46,11 @@ def test_state_dict_round_trip_mid_run_is_bit_identical(cls, kw):
     saved = copy.deepcopy(opt.state_dict())
 
     # Continue the original for 12 more steps.
-    grads = [[torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params] for _ in range(12)]
+    grads = [
+        [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params] for _ in range(12)
+    ]
     for gs in grads:
-        for p, g in zip(params, gs):
+        for p, g in zip(params, gs, strict=True):
             p.grad = g.clone()
         opt.step()
 
@@ -58,10 +60,10 @@ def test_state_dict_round_trip_mid_run_is_bit_identical(cls, kw):
     opt2.load_state_dict(saved)
     assert opt2.param_groups[0]["schedule"] == SCHEDULE
     for gs in grads:
-        for p, g in zip(params2, gs):
+        for p, g in zip(params2, gs, strict=True):
             p.grad = g.clone()
         opt2.step()
-    for a, b in zip(params, params2):
+    for a, b in zip(params, params2, strict=True):
         assert torch.equal(a, b)
     assert [x.item() for x in opt.get_last_lr()] == [x.item() for x in opt2.get_last_lr()]
 

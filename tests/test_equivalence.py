@@ -26,19 +26,27 @@ def _rel_err(a, b):
 SCHEDULES = [
     (None, None),
     (S.StepLR(7, 0.5), lambda o: torch.optim.lr_scheduler.StepLR(o, 7, 0.5)),
-    (S.MultiStepLR([5, 5, 20], 0.3), lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [5, 5, 20], 0.3)),
+    (
+        S.MultiStepLR([5, 5, 20], 0.3),
+        lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [5, 5, 20], 0.3),
+    ),
     (S.ConstantLR(0.25, 9), lambda o: torch.optim.lr_scheduler.ConstantLR(o, 0.25, 9)),
     (S.ConstantLR(0.5, 0), lambda o: torch.optim.lr_scheduler.ConstantLR(o, 0.5, 0)),
     (S.LinearLR(0.1, 0.9, 13), lambda o: torch.optim.lr_scheduler.LinearLR(o, 0.1, 0.9, 13)),
     (S.ExponentialLR(0.93), lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.93)),
     (S.PolynomialLR(30, 2.0), lambda o: torch.optim.lr_scheduler.PolynomialLR(o, 30, 2.0)),
-    (S.CosineAnnealingLR(17, 1e-4), lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 17, 1e-4)),
+    (
+        S.CosineAnnealingLR(17, 1e-4),
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 17, 1e-4),
+    ),
     (
         S.SequentialLR([S.LinearLR(0.2, 1.0, 6), S.CosineAnnealingLR(30)], [6]),
         lambda o: torch.optim.lr_scheduler.SequentialLR(
             o,
-            [torch.optim.lr_scheduler.LinearLR(o, 0.2, 1.0, 6),
-             torch.optim.lr_scheduler.CosineAnnealingLR(o, 30)],
+            [
+                torch.optim.lr_scheduler.LinearLR(o, 0.2, 1.0, 6),
+                torch.optim.lr_scheduler.CosineAnnealingLR(o, 30),
+            ],
             [6],
         ),
     ),
@@ -79,7 +87,7 @@ def _run_pair(make_fused, make_torch, dtype, sched_pair, steps_per_epoch=1, seed
             expected = sched.get_last_lr()
             got = [lr.item() for lr in fused.get_last_lr()]
             assert got == pytest.approx(expected, rel=1e-12, abs=1e-300)
-        for i, (pf, pt) in enumerate(zip(flat_f, flat_t)):
+        for i, (pf, pt) in enumerate(zip(flat_f, flat_t, strict=True)):
             # Some params get no grad on some steps (torch skips them; so must fusedlr).
             if (k + i) % 7 == 3:
                 pf.grad = None
@@ -92,13 +100,14 @@ def _run_pair(make_fused, make_torch, dtype, sched_pair, steps_per_epoch=1, seed
         ref.step()
         if sched is not None and (k + 1) % steps_per_epoch == 0:
             sched.step()
-    return max(_rel_err(pf.detach(), pt.detach()) for pf, pt in zip(flat_f, flat_t))
+    return max(_rel_err(pf.detach(), pt.detach()) for pf, pt in zip(flat_f, flat_t, strict=True))
 
 
 SGD_CONFIGS = [
     dict(momentum=m, dampening=d, nesterov=n, weight_decay=wd, maximize=mx)
-    for m, d, n, wd, mx in itertools.product((0.0, 0.9), (0.0, 0.3), (False, True), (0.0, 1e-2),
-                                             (False, True))
+    for m, d, n, wd, mx in itertools.product(
+        (0.0, 0.9), (0.0, 0.3), (False, True), (0.0, 1e-2), (False, True)
+    )
     if not (n and (m == 0 or d != 0))
 ]
 ADAM_CONFIGS = [

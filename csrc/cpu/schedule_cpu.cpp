@@ -23,8 +23,7 @@ void check_eval_args(const at::Tensor& program, const at::Tensor& hparams,
               " elements");
   TORCH_CHECK(counter.scalar_type() == at::kLong && counter.numel() == 1,
               "eval_schedule_: counter must be an int64 tensor of one element");
-  TORCH_CHECK(out.scalar_type() == at::kDouble && out.numel() == 2 * groups &&
-                  out.is_contiguous(),
+  TORCH_CHECK(out.scalar_type() == at::kDouble && out.numel() == 2 * groups && out.is_contiguous(),
               "eval_schedule_: out must be a contiguous float64 tensor of shape [", groups, ", 2]");
   for (const at::Tensor* t : {&program, &lr_scale, &counter, &out}) {
     TORCH_CHECK(t->device() == hparams.device(),
@@ -48,9 +47,9 @@ void eval_schedule_cpu(const at::Tensor& program, const at::Tensor& hparams,
 
 at::Tensor schedule_values_cpu(const at::Tensor& program, int64_t root, double base_lr,
                                int64_t start, int64_t n) {
-  TORCH_CHECK(program.scalar_type() == at::kDouble && program.is_contiguous() &&
-                  program.device().is_cpu(),
-              "schedule_values: program must be a contiguous float64 CPU tensor");
+  TORCH_CHECK(
+      program.scalar_type() == at::kDouble && program.is_contiguous() && program.device().is_cpu(),
+      "schedule_values: program must be a contiguous float64 CPU tensor");
   TORCH_CHECK(n >= 0, "schedule_values: n must be >= 0, got ", n);
   TORCH_CHECK(start >= 0, "schedule_values: start must be >= 0, got ", start);
   TORCH_CHECK(root < program.numel(), "schedule_values: root ", root, " is outside the program (",

@@ -194,7 +194,7 @@ FUSEDLR_HD inline LrMomentum eval_schedule(const double* prog, int64_t root, int
 enum GroupField : int {
   kBaseLr = 0,
   kWeightDecay = 1,
-  kMomentum = 2,  // SGD momentum, or Adam beta1
+  kMomentum = 2,   // SGD momentum, or Adam beta1
   kDampening = 3,  // SGD dampening, or Adam beta2
   kEps = 4,
   kNesterov = 5,

@@ -33,7 +33,7 @@ struct SgdScalars {
   double grad_scale;  // grads are divided by it (1 when there is no scaler)
   bool nesterov;
   bool maximize;
-  bool first;  // no update applied yet: momentum buffer starts as the grad
+  bool first;    // no update applied yet: momentum buffer starts as the grad
   bool has_buf;  // momentum != 0 (a buffer exists for this tensor)
 };
 
@@ -43,7 +43,7 @@ struct AdamScalars {
   double beta1;
   double beta2;
   double eps;
-  double step_size;  // lr / (1 - beta1^step)
+  double step_size;              // lr / (1 - beta1^step)
   double bias_correction2_sqrt;  // sqrt(1 - beta2^step)
   double grad_scale;
   bool maximize;
@@ -126,8 +126,8 @@ FUSEDLR_INLINE void sgd_element(V& p, V& grad, V& buf, const SgdCoeffs<V>& c) {
 
 template <typename V>
 struct AdamCoeffs {
-  V wd, decay_factor, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step_size,
-      bc2_sqrt, grad_scale;
+  V wd, decay_factor, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step_size, bc2_sqrt,
+      grad_scale;
   bool maximize, amsgrad, decoupled, has_wd, lerp_low, scaled;
   template <typename S>
   static FUSEDLR_HD AdamCoeffs make(const AdamScalars& s) {

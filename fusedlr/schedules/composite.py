@@ -24,19 +24,25 @@ class SequentialLR(Schedule):
 
     def __init__(self, schedules: Sequence[Schedule], milestones: Sequence[int]):
         owner = "SequentialLR"
-        scheds = tuple(check_schedule(f"schedules[{i}]", s, owner=owner)
-                       for i, s in enumerate(_as_seq(schedules, "schedules", owner)))
+        scheds = tuple(
+            check_schedule(f"schedules[{i}]", s, owner=owner)
+            for i, s in enumerate(_as_seq(schedules, "schedules", owner))
+        )
         if not scheds:
             raise ValueError("SequentialLR: schedules must not be empty")
-        ms = tuple(check_int(f"milestones[{i}]", m, 1, owner=owner)
-                   for i, m in enumerate(_as_seq(milestones, "milestones", owner)))
+        ms = tuple(
+            check_int(f"milestones[{i}]", m, 1, owner=owner)
+            for i, m in enumerate(_as_seq(milestones, "milestones", owner))
+        )
         if len(ms) != len(scheds) - 1:
             raise ValueError(
                 f"SequentialLR: expected {len(scheds) - 1} milestones for {len(scheds)} schedules, "
                 f"got {len(ms)}"
             )
-        if any(b <= a for a, b in zip(ms, ms[1:])):
-            raise ValueError(f"SequentialLR: milestones must be strictly increasing, got {list(ms)}")
+        if any(b <= a for a, b in zip(ms, ms[1:], strict=False)):
+            raise ValueError(
+                f"SequentialLR: milestones must be strictly increasing, got {list(ms)}"
+            )
         self.schedules = scheds
         self.milestones = ms
         if self.chain_depth() > MAX_CHAIN_DEPTH:
@@ -68,8 +74,10 @@ class ChainedScheduler(Schedule):
 
     def __init__(self, schedules: Sequence[Schedule]):
         owner = "ChainedScheduler"
-        scheds = tuple(check_schedule(f"schedules[{i}]", s, owner=owner)
-                       for i, s in enumerate(_as_seq(schedules, "schedules", owner)))
+        scheds = tuple(
+            check_schedule(f"schedules[{i}]", s, owner=owner)
+            for i, s in enumerate(_as_seq(schedules, "schedules", owner))
+        )
         if not scheds:
             raise ValueError("ChainedScheduler: schedules must not be empty")
         self.schedules = scheds

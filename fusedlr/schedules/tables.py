@@ -52,12 +52,14 @@ class LambdaLR(Schedule):
             self.table = self._tabulate(lr_lambda, n, owner)
         elif isinstance(lr_lambda, (list, tuple)) and lr_lambda:
             self.table = _tabulate(lambda t: lr_lambda[t], len(lr_lambda), owner)
-            if total_steps is not None and check_int("total_steps", total_steps, 1, owner=owner) != len(
-                self.table
-            ):
+            if total_steps is not None and check_int(
+                "total_steps", total_steps, 1, owner=owner
+            ) != len(self.table):
                 raise ValueError(f"{owner}: total_steps ({total_steps}) != len(lr_lambda)")
         else:
-            raise TypeError(f"{owner}: lr_lambda must be a callable or a non-empty sequence of numbers")
+            raise TypeError(
+                f"{owner}: lr_lambda must be a callable or a non-empty sequence of numbers"
+            )
         self.total_steps = len(self.table)
 
     @staticmethod

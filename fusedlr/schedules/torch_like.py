@@ -42,8 +42,10 @@ class MultiStepLR(Schedule):
     _fields = ("milestones", "gamma")
 
     def __init__(self, milestones: Sequence[int], gamma: float = 0.1):
-        ms = tuple(check_int(f"milestones[{i}]", m, 0, owner="MultiStepLR")
-                   for i, m in enumerate(_as_seq(milestones, "milestones", "MultiStepLR")))
+        ms = tuple(
+            check_int(f"milestones[{i}]", m, 0, owner="MultiStepLR")
+            for i, m in enumerate(_as_seq(milestones, "milestones", "MultiStepLR"))
+        )
         if list(ms) != sorted(ms):
             raise ValueError(f"MultiStepLR: milestones must be sorted, got {list(ms)}")
         self.milestones = ms
@@ -89,7 +91,9 @@ class LinearLR(Schedule):
 
     _fields = ("start_factor", "end_factor", "total_iters")
 
-    def __init__(self, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5):
+    def __init__(
+        self, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5
+    ):
         self.start_factor = check_float(
             "start_factor", start_factor, 0.0, 1.0, owner="LinearLR", strict_min=True
         )
