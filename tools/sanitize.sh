@@ -28,7 +28,9 @@ echo "build ok: $build/sanitize-build.log ($(grep -c 'warning:' sanitize-build.l
   "$(grep -E "^$build/csrc[^:]*:[0-9]+:[0-9]+: warning" sanitize-build.log | wc -l) in csrc/)"
 [ "${SANITIZE_BUILD_ONLY:-0}" = 1 ] && exit 0
 
-asan="$(gcc -print-file-name=libasan.so)"
+# libstdc++ is preloaded too: python does not link it, and without it ASan cannot intercept
+# __cxa_throw (any C++ exception, e.g. a TORCH_CHECK, would abort the process).
+asan="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
 log="$build/sanitize-pytest.log"
 set +e
 PYTHONPATH="$build" LD_PRELOAD="$asan" \
