@@ -329,7 +329,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
         found_inf = getattr(self, "found_inf", None)
 
         gathered = [[p.grad for p in bucket.params] for bucket in self._buckets]
-        if self._multi_bucket:  # every bucket is checked before any gets new state or a write
+        # Several buckets: all are checked before any gets new state or a write. A single bucket
+        # is checked by its op before any write (and by _call_for before state is created).
+        if self._multi_bucket:
             for bucket, grads in zip(self._buckets, gathered, strict=True):
                 _check_grads(*_with_grad(bucket.params, grads))
         work = []
@@ -337,9 +339,6 @@ class _FusedOptimizer(torch.optim.Optimizer):
             call, grads = self._call_for(bucket, grads)
             if call.params:
                 work.append((bucket, call, _prepare_grads(call, grads)))
-        if self._multi_bucket:  # single-bucket steps are checked by the op before any write
-            for _, call, grads in work:
-                _check_grads(call.params, grads)
 
         for ds in self._devices.values():
             ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr)
