@@ -81,20 +81,10 @@ OPT_LABEL = {"sgd": "SGD-mom", "adam": "Adam", "adamw": "AdamW"}
 
 def transformer_block(d: int) -> list[tuple]:
     """Shapes of one pre-norm transformer block (fused qkv, 4x MLP)."""
-    return [
-        (d,),
-        (d,),  # ln1
-        (3 * d, d),
-        (3 * d,),  # qkv
-        (d, d),
-        (d,),  # attention out
-        (d,),
-        (d,),  # ln2
-        (4 * d, d),
-        (4 * d,),  # mlp in
-        (d, 4 * d),
-        (d,),  # mlp out
-    ]
+    norm = [(d,), (d,)]
+    qkv, out = [(3 * d, d), (3 * d,)], [(d, d), (d,)]
+    mlp_in, mlp_out = [(4 * d, d), (4 * d,)], [(d, 4 * d), (d,)]
+    return norm + qkv + out + norm + mlp_in + mlp_out
 
 
 def lm_shapes(d: int, vocab: int, blocks: int) -> list[tuple]:
@@ -532,10 +522,11 @@ def run_case(case: Case, opt_names: list[str], args, timer: Timer, device: torch
             bd = fusedlr_breakdown(
                 timer, variants[0], opt_name, params, args.sample_ms / 1e3, args.repeats
             )
-        results.append((opt_name, variants, bd))
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        results.append((opt_name, variants, bd, load))
         line = "  ".join(f"{v.name}={fmt_time(v.samples)}" for v in variants)
         print(
-            f"# {case.name} {opt_name}: {line}  (ms; load {os.getloadavg()[0]:.2f})",
+            f"# {case.name} {opt_name}: {line}  (ms; load {load:.2f})",
             file=sys.stderr,
             flush=True,
         )
@@ -626,13 +617,14 @@ def report(all_results, bw, bw_after, args, device) -> None:
     rows, bw_rows, small_rows, mem_rows, bd_rows = [], [], [], [], []
     per_param = {}  # (numel, opt, dtype) -> fusedlr s/param
     for case, results in all_results:
-        for opt_name, variants, bd in results:
+        for opt_name, variants, bd, load in results:
             names = names or [v.name for v in variants]
             med = {v.name: summary(v.samples)[0] for v in variants}
             f = med["fusedlr"]
             row = [case.name, OPT_LABEL[opt_name], f"{case.numel / 1e6:.3g}M", len(case.shapes)]
             row += [fmt_time(v.samples) for v in variants]
             row += [f"{med[n] / f:.2f}x" for n in med if n != "fusedlr"]
+            row.append(f"{load:.2f}")
             rows.append(row)
             if case.kind == "large":
                 per_param[(case.numel, opt_name, case.dtype)] = f / case.numel
@@ -679,9 +671,13 @@ def report(all_results, bw, bw_after, args, device) -> None:
                         [case.name, OPT_LABEL[opt_name]] + [f"{bd[k] * 1e6:.4g}" for k in keys]
                     )
 
-    print("## Step time (ms per step, median (IQR)); speedup = baseline median / fusedlr median\n")
+    print(
+        "## Step time (ms per step, median (IQR)); speedup = baseline median / fusedlr median; "
+        "load avg = 1-minute load average when the row finished\n"
+    )
     header = ["case", "optimizer", "params", "tensors"] + names
     header += [f"speedup vs {n}" for n in names if n != "fusedlr"]
+    header.append("load avg")
     print(table(header, rows))
     if bw_rows:
         print(
@@ -769,9 +765,10 @@ def report(all_results, bw, bw_after, args, device) -> None:
                         for v in variants
                     },
                     "breakdown": bd,
+                    "load": load,
                 }
                 for case, results in all_results
-                for opt_name, variants, bd in results
+                for opt_name, variants, bd, load in results
             ],
         }
         with open(args.json, "w") as fh:
