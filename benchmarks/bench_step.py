@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """One optimizer step: fusedlr against torch.optim + lr_scheduler, side by side in one process.
 
-Full run (the command behind benchmarks/RESULTS.md; about 10 minutes on 2 cores):
+Full run (the command behind benchmarks/RESULTS.md; about 3 minutes on a quiet 2-core machine,
+far longer on a loaded one: torch's per-tensor parallel regions stall when cores are shared):
 
-    python benchmarks/bench_step.py --breakdown --json bench.json
+    python benchmarks/bench_step.py --breakdown
 
 Smoke run (tiny sizes, a few iterations; tests/test_bench_smoke.py runs this):
 
@@ -545,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, few iterations")
     ap.add_argument("--cases", default="all", help="comma-separated case names (see --list)")
     ap.add_argument("--opts", default="sgd,adam,adamw", help="comma-separated: sgd,adam,adamw")
-    ap.add_argument("--repeats", type=int, default=None, help="samples per variant (default 25)")
+    ap.add_argument("--repeats", type=int, default=None, help="samples per variant (default 15)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant")
     ap.add_argument("--warmup-s", type=float, default=None, help="warm-up seconds per variant")
     ap.add_argument("--sample-ms", type=float, default=None, help="min duration of one sample")
@@ -561,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     q = args.quick
-    args.repeats = args.repeats or (3 if q else 25)
+    args.repeats = args.repeats or (3 if q else 15)
     args.warmup = args.warmup or (1 if q else 5)
     args.warmup_s = args.warmup_s if args.warmup_s is not None else (0.0 if q else 0.5)
     args.sample_ms = args.sample_ms if args.sample_ms is not None else (1.0 if q else 20.0)
