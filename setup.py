@@ -119,8 +119,9 @@ def build_extensions():
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     sources = ["csrc/ops.cpp", "csrc/module.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unknown-pragmas"]
-    ldflags = []
+    # -fopenmp: at::parallel_for is inlined from ATen headers and runs serially without it.
+    cxx = ["-O3", "-ffp-contract=off", "-fopenmp", "-Wall", "-Wextra", "-Wno-unknown-pragmas"]
+    ldflags = ["-fopenmp"]
     if os.environ.get("FUSEDLR_SANITIZE") == "1":
         cxx += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
         ldflags += ["-fsanitize=address,undefined"]

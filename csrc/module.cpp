@@ -11,6 +11,14 @@
 #endif
 
 namespace {
+bool cpu_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool cuda_compiled() {
 #ifdef FUSEDLR_WITH_CUDA
   return true;
@@ -23,6 +31,7 @@ bool cuda_compiled() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fusedlr native extension: build information";
   m.def("cuda_compiled", &cuda_compiled, "Whether the CUDA kernels were compiled in.");
+  m.def("cpu_openmp", &cpu_openmp, "Whether the CPU kernels run in parallel (OpenMP build).");
   m.def(
       "cuda_archs", [] { return std::string(FUSEDLR_CUDA_ARCHS); },
       "The CUDA architectures the kernels were compiled for.");

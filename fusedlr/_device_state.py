@@ -32,6 +32,7 @@ class DeviceState:
         self.device = device
         n_groups = host_rows.shape[0]
         self.counter = torch.zeros(1, dtype=torch.int64, device=device)
+        self.one = torch.ones(1, dtype=torch.int64, device=device)  # counter.add_(1) allocates
         # On the CPU the device rows are the host rows themselves: no copy per change.
         self.hparams = host_rows if device.type == "cpu" else host_rows.to(device)
         self.lr_scale = torch.ones(n_groups, dtype=torch.float64, device=device)

@@ -16,6 +16,7 @@ def info() -> dict:
         "CUDA archs": _C.cuda_archs() or "-",
         "CUDA device available": torch.cuda.is_available(),
         "CPU vector ISA": _C.cpu_isa(),
+        "CPU kernels parallel (OpenMP)": _C.cpu_openmp(),
         "CPU threads": torch.get_num_threads(),
     }
 

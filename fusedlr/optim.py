@@ -358,7 +358,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
             if found_inf is not None and self.skip_schedule_on_inf:
                 ds.counter.add_(_on(found_inf, ds.device).eq(0).to(torch.int64))
             else:
-                ds.counter.add_(1)
+                ds.counter.add_(ds.one)
         return loss
 
     # -- schedule introspection -----------------------------------------------------------------

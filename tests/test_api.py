@@ -177,3 +177,7 @@ def test_info_command_runs():
     assert out.returncode == 0, out.stderr
     assert "CPU vector ISA" in out.stdout and "CUDA kernels compiled" in out.stdout
     assert fusedlr.__version__ in out.stdout
+    # Without OpenMP, at::parallel_for (inlined from ATen's headers) silently runs serially.
+    from fusedlr import _C
+
+    assert _C.cpu_openmp()
