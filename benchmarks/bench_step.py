@@ -21,8 +21,10 @@ All variants update the same parameter tensors with the same (fixed) grads, each
 optimizer state. Each variant is warmed up, then sampled ``--repeats`` times, round robin over
 the variants (so drift in machine load hits all of them alike); a sample times ``inner``
 consecutive steps (``inner`` chosen so a sample lasts >= ``--sample-ms``) and yields the time
-per step. Reported: median and interquartile range (IQR) of the samples, and ratios of medians
-from the same run.
+per step. Reported: median and interquartile range (IQR) of the samples, and the speedup over
+each baseline as the median (and IQR) of per-round ratios (baseline sample / fusedlr sample of
+the same round: paired, so slow drift in machine load cancels). ``--baselines fused`` keeps only
+torch fused=True (a two-variant A/B, e.g. with ``--repeats 40`` for the large cases).
 
 Bytes moved per parameter (the model behind "GB/s"; each array is read once and written once):
   fp32 Adam/AdamW: read p, g, m, v + write p, m, v = 7 x 4 = 28 B; fp32 SGD momentum: read p, g,
@@ -208,7 +210,9 @@ class Variant:
     extra: dict = field(default_factory=dict)
 
 
-def make_variants(opt_name: str, params: list, device: torch.device) -> list[Variant]:
+def make_variants(
+    opt_name: str, params: list, device: torch.device, baselines=("foreach", "fused")
+) -> list[Variant]:
     hp = HPARAMS[opt_name]
     dtype = params[0].dtype
     low = dtype in (torch.bfloat16, torch.float16)
@@ -217,7 +221,7 @@ def make_variants(opt_name: str, params: list, device: torch.device) -> list[Var
     fo = FUSED_CLS[opt_name](params, **hp, schedule=S.CosineAnnealingLR(T_MAX))
     out.append(Variant("fusedlr", fo, fo.step, torch.float32 if low else dtype))
 
-    for flag in ("foreach", "fused"):
+    for flag in baselines:
         to = TORCH_CLS[opt_name](params, **hp, **{flag: True})
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(to, T_max=T_MAX)
 
@@ -551,7 +555,7 @@ def run_case(case: Case, opt_names: list[str], args, timer: Timer, device: torch
         grads.append(p.grad)
     results = []
     for opt_name in opt_names:
-        variants = make_variants(opt_name, params, device)
+        variants = make_variants(opt_name, params, device, args.baselines)
         for v in variants:
             v.inner = warm_and_calibrate(
                 timer, v.step, args.warmup, args.warmup_s, args.sample_ms / 1e3
@@ -589,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, few iterations")
     ap.add_argument("--cases", default="all", help="comma-separated case names (see --list)")
     ap.add_argument("--opts", default="sgd,adam,adamw", help="comma-separated: sgd,adam,adamw")
+    ap.add_argument(
+        "--baselines", default="foreach,fused", help="torch variants: foreach,fused (or one)"
+    )
     ap.add_argument("--repeats", type=int, default=None, help="samples per variant (default 15)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant")
     ap.add_argument("--warmup-s", type=float, default=None, help="warm-up seconds per variant")
@@ -622,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     names = list(all_cases) if args.cases == "all" else args.cases.split(",")
     unknown = [n for n in names if n not in all_cases]
     opt_names = args.opts.split(",")
+    args.baselines = tuple(args.baselines.split(","))
+    if any(b not in ("foreach", "fused") for b in args.baselines):
+        ap.error(f"--baselines: foreach and/or fused, got {args.baselines}")
     if unknown or any(o not in HPARAMS for o in opt_names):
         ap.error(f"unknown case/opt: {unknown or opt_names}; cases: {', '.join(all_cases)}")
 
@@ -673,7 +683,12 @@ def report(all_results, bw, bw_after, args, device, pair_rows=()) -> None:
             f = med["fusedlr"]
             row = [case.name, OPT_LABEL[opt_name], f"{case.numel / 1e6:.3g}M", len(case.shapes)]
             row += [fmt_time(v.samples) for v in variants]
-            row += [f"{med[n] / f:.2f}x" for n in med if n != "fusedlr"]
+            for v in variants[1:]:
+                # Paired: each round samples every variant back to back, so the per-round ratio
+                # cancels drift in machine load that the ratio of medians would carry.
+                ratios = [b / a for a, b in zip(variants[0].samples, v.samples, strict=True)]
+                r, q1, q3 = summary(ratios)
+                row.append(f"{r:.2f}x ({q1:.2f}–{q3:.2f})")
             row.append(f"{load:.2f}")
             rows.append(row)
             if case.kind == "large":
@@ -720,11 +735,12 @@ def report(all_results, bw, bw_after, args, device, pair_rows=()) -> None:
                     )
 
     print(
-        "## Step time (ms per step, median (IQR)); speedup = baseline median / fusedlr median; "
+        "## Step time (ms per step, median (IQR)); speedup = median over rounds of (baseline "
+        "sample / fusedlr sample of the same round), with its IQR; "
         "load avg = 1-minute load average when the row finished\n"
     )
     header = ["case", "optimizer", "params", "tensors"] + names
-    header += [f"speedup vs {n}" for n in names if n != "fusedlr"]
+    header += [f"speedup vs {n} (IQR)" for n in names if n != "fusedlr"]
     header.append("load avg")
     print(table(header, rows))
     if bw_rows:
