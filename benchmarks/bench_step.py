@@ -373,9 +373,11 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
 def fusedlr_breakdown(
     timer: Timer, v: Variant, opt_name: str, params: list, sample_s: float, repeats: int
 ) -> dict | None:
-    """Times the pieces of fusedlr's step(): Python glue, schedule op, update op, and the
-    update op on one flat tensor of the same element count (the kernel without per-tensor
-    costs)."""
+    """Times the pieces of fusedlr's eager step(): Python glue, schedule op, the C++ bucket
+    step (grads read in C++, update op through the C++ dispatcher), and for comparison the
+    same update through ``torch.ops`` with Python lists (the torch.compile / fallback path)
+    and a step over one flat tensor of the same element count (the kernel without
+    per-tensor costs)."""
     from fusedlr import ops
 
     opt = v.opt
@@ -383,13 +385,16 @@ def fusedlr_breakdown(
         (bucket,) = opt._buckets
         (ds,) = opt._devices.values()
         call = bucket.calls[None]
+        native = opt._native(call)
         grads = [p.grad for p in bucket.params]
     except (AttributeError, KeyError, ValueError) as e:
         return {"error": f"internals changed: {e!r}"}
+    if native is None:
+        return {"error": "no C++ eager step for this bucket"}
 
-    def gather():
-        gathered = [[p.grad for p in b.params] for b in opt._buckets]
-        opt._call_for(opt._buckets[0], gathered[0])
+    def native_update():
+        native.gather()
+        native.run(ds.hparams, ds.group_lr, None, None)
 
     def sched():
         ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr)
@@ -433,9 +438,9 @@ def fusedlr_breakdown(
     pieces = {
         "step": opt.step,
         "sync_groups": opt._sync_groups,
-        "gather+call_for": gather,
         "eval_schedule_": sched,
-        "update op": update,
+        "C++ bucket step": native_update,
+        "torch.ops update": update,
         "flat step (1 tensor)": fo.step,
     }
     inner = {k: warm_and_calibrate(timer, f, 3, 0.05, sample_s) for k, f in pieces.items()}
@@ -445,11 +450,7 @@ def fusedlr_breakdown(
             samples[k].append(timer.sample(f, inner[k]))
     out = {k: statistics.median(s) for k, s in samples.items()}
     out["python rest"] = (
-        out["step"]
-        - out["sync_groups"]
-        - out["gather+call_for"]
-        - out["eval_schedule_"]
-        - out["update op"]
+        out["step"] - out["sync_groups"] - out["eval_schedule_"] - out["C++ bucket step"]
     )
     del fo, flat
     return out
@@ -724,10 +725,10 @@ def report(all_results, bw, bw_after, args, device, pair_rows=()) -> None:
                     keys = [
                         "step",
                         "sync_groups",
-                        "gather+call_for",
                         "eval_schedule_",
-                        "update op",
+                        "C++ bucket step",
                         "python rest",
+                        "torch.ops update",
                         "flat step (1 tensor)",
                     ]
                     bd_rows.append(
@@ -781,10 +782,10 @@ def report(all_results, bw, bw_after, args, device, pair_rows=()) -> None:
                     "optimizer",
                     "step",
                     "_sync_groups",
-                    "gather+_call_for",
                     "eval_schedule_ op",
-                    "update op",
+                    "C++ bucket step (grads + update op)",
                     "python rest",
+                    "same update via torch.ops lists",
                     "flat 1-tensor step",
                 ],
                 bd_rows,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/util/MaybeOwned.h>
 
 #include <string>
 #include <utility>
@@ -14,9 +15,10 @@ namespace fusedlr {
 
 // The bucket's params and grads as dense tensors. A non-contiguous param (or
 // grad) is processed through a contiguous copy that write_back() copies back.
+// Dense ones are borrowed from the op's arguments (no refcount traffic).
 struct BucketView {
-  std::vector<at::Tensor> params;
-  std::vector<at::Tensor> grads;
+  std::vector<c10::MaybeOwned<at::Tensor>> params;
+  std::vector<c10::MaybeOwned<at::Tensor>> grads;
   std::vector<std::pair<at::Tensor, at::Tensor>> param_copies;  // (original, dense copy)
   std::vector<std::pair<at::Tensor, at::Tensor>> grad_copies;
 
@@ -99,16 +101,18 @@ inline BucketView check_bucket(const char* op, at::TensorList params, at::Tensor
     for (size_t k = 0; k < last; ++k) check_state(states[k].first, states[k].second[i], i);
     if (slot >= 0) check_state(states.back().first, slotted[slot], slot);
     if (p.is_contiguous()) {
-      view.params.push_back(p);
+      view.params.push_back(c10::MaybeOwned<at::Tensor>::borrowed(p));
     } else {
-      view.params.push_back(p.contiguous());
-      view.param_copies.emplace_back(p, view.params.back());
+      view.param_copies.emplace_back(p, p.contiguous());
+      view.params.push_back(
+          c10::MaybeOwned<at::Tensor>::owned(at::Tensor(view.param_copies.back().second)));
     }
     if (g.is_contiguous()) {
-      view.grads.push_back(g);
+      view.grads.push_back(c10::MaybeOwned<at::Tensor>::borrowed(g));
     } else {
-      view.grads.push_back(g.contiguous());
-      view.grad_copies.emplace_back(g, view.grads.back());
+      view.grad_copies.emplace_back(g, g.contiguous());
+      view.grads.push_back(
+          c10::MaybeOwned<at::Tensor>::owned(at::Tensor(view.grad_copies.back().second)));
     }
   }
   return view;

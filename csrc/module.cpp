@@ -1,10 +1,12 @@
-// The Python module fusedlr._C: build information. The optimizer ops are
-// reached through torch.ops.fusedlr.* (registered in ops.cpp and the backends).
+// The Python module fusedlr._C: build information and EagerBucket (the eager
+// step's C++ side). The optimizer ops are reached through torch.ops.fusedlr.*
+// (registered in ops.cpp and the backends).
 #include <pybind11/pybind11.h>
 
 #include <string>
 
 #include "cpu/kernel_table.h"
+#include "eager_bucket.h"
 
 #ifndef FUSEDLR_CUDA_ARCHS
 #define FUSEDLR_CUDA_ARCHS ""
@@ -29,7 +31,7 @@ bool cuda_compiled() {
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "fusedlr native extension: build information";
+  m.doc() = "fusedlr native extension: build information and the eager bucket step";
   m.def("cuda_compiled", &cuda_compiled, "Whether the CUDA kernels were compiled in.");
   m.def("cpu_openmp", &cpu_openmp, "Whether the CPU kernels run in parallel (OpenMP build).");
   m.def(
@@ -38,4 +40,5 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "cpu_isa", [] { return std::string(fusedlr::cpu_kernels().isa); },
       "The vector ISA of the CPU kernels chosen on this machine.");
+  fusedlr::bind_eager_bucket(m);
 }

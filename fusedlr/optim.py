@@ -43,7 +43,7 @@ from collections import defaultdict
 
 import torch
 
-from fusedlr import ops
+from fusedlr import _C, ops
 from fusedlr._device_state import (
     AMSGRAD,
     BASE_LR,
@@ -60,6 +60,7 @@ from fusedlr._device_state import (
     DeviceState,
 )
 from fusedlr._state_io import load_optimizer_state, optimizer_state_dict
+from fusedlr._step_hooks import hooked_step
 from fusedlr._validate import check_group, check_param, check_unique
 from fusedlr.schedules import ProgramBuilder
 
@@ -85,7 +86,8 @@ def _zeros_for(p: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class _Call:
     """Cached op arguments for one subset (those with grads) of a bucket's params."""
 
-    __slots__ = ("params", "lists", "steps", "meta", "sources", "grads32", "dtensor")
+    __slots__ = ("params", "lists", "steps", "meta", "sources", "grads32", "dtensor", "eager",
+                 "native")
 
     def __init__(self, params, lists, steps, meta):
         self.params = params
@@ -95,6 +97,8 @@ class _Call:
         self.sources = None  # master_weights: the low-precision params that params (fp32) mirror
         self.grads32 = None  # master_weights: fp32 grad buffers, allocated once
         self.dtensor = False  # DTensor params: grads are passed as their local shards
+        self.eager = False  # the eager step may use the C++ EagerBucket (all params, plain)
+        self.native = None  # that _C.EagerBucket, built by the first eager step
 
 
 class _Bucket:
@@ -300,7 +304,19 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 if bucket.params[i] not in self._grad32:
                     self._grad32[bucket.params[i]] = torch.empty_like(m)
             call.grads32 = [self._grad32[bucket.params[i]] for i in idxs]
+        else:
+            call.eager = not call.dtensor and len(idxs) == len(bucket.params)
         return call
+
+    def _native(self, call: _Call):
+        """The call's C++ eager step (csrc/eager_bucket.cpp), built on first use (never while
+        torch.compile traces). It reads the grads in C++ and keeps a C++ reference to every
+        tensor of the call, so the op's temporary references never cross the 1 <-> 2
+        refcount boundary that decrefs a Python object with the GIL re-taken."""
+        if call.native is None and call.eager:
+            call.native = _C.EagerBucket(self._algorithm, call.params,
+                                         [list(x) for x in call.lists], call.steps, call.meta)
+        return call.native
 
     def _call_for(self, bucket: _Bucket, grads: list) -> tuple[_Call, list]:
         if not any(map(operator.is_, grads, itertools.repeat(None))):
@@ -317,7 +333,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         return call, grads
 
     # -- step -----------------------------------------------------------------------------------
-    @torch.no_grad()
+    @hooked_step
     def step(self, closure=None):
         """Performs one optimization step (and advances the schedule counter), on the device."""
         loss = None
@@ -327,7 +343,23 @@ class _FusedOptimizer(torch.optim.Optimizer):
         self._sync_groups()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
+        natives = None if torch.compiler.is_compiling() else self._gather_native()
+        if natives is None:
+            with torch.no_grad():
+                self._step_lists(grad_scale, found_inf)
+            return loss
+        # The C++ eager step: its ops run below autograd, so no grad-mode switch is needed.
+        for ds in self._devices.values():
+            ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr)
+        for device, native in natives:
+            ds = self._devices[device]
+            native.run(ds.hparams, ds.group_lr, _on(grad_scale, device), _on(found_inf, device))
+        self._advance_counters(found_inf)
+        return loss
 
+    def _step_lists(self, grad_scale, found_inf) -> None:
+        """The general step: grads gathered in Python, lists passed to the torch.ops ops (the
+        torch.compile path, master weights, DTensors, and params without grads)."""
         gathered = [[p.grad for p in bucket.params] for bucket in self._buckets]
         # Several buckets: all are checked before any gets new state or a write. A single bucket
         # is checked by its op before any write (and by _call_for before state is created).
@@ -354,12 +386,29 @@ class _FusedOptimizer(torch.optim.Optimizer):
                                  call.steps, call.meta, ds.hparams, ds.group_lr, scale, inf)
             if call.sources is not None:  # master_weights: round the fp32 masters to nearest
                 torch._foreach_copy_(call.sources, call.params)
+        self._advance_counters(found_inf)
+
+    def _gather_native(self):
+        """[(device, EagerBucket)] with every bucket's grads read, when each bucket has a cached
+        C++ step and all its params have grads; else None (the general path). A grad that does
+        not match its param raises here, before anything is written."""
+        natives = []
+        for bucket in self._buckets:
+            call = bucket.calls.get(None)
+            native = self._native(call) if call is not None else None
+            if native is None or not native.gather():
+                for _, gathered in natives:
+                    gathered.drop()
+                return None
+            natives.append((bucket.device, native))
+        return natives
+
+    def _advance_counters(self, found_inf) -> None:
         for ds in self._devices.values():
             if found_inf is not None and self.skip_schedule_on_inf:
                 ds.counter.add_(_on(found_inf, ds.device).eq(0).to(torch.int64))
             else:
                 ds.counter.add_(ds.one)
-        return loss
 
     # -- schedule introspection -----------------------------------------------------------------
     def _group_device(self, group: dict) -> torch.device:

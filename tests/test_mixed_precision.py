@@ -6,9 +6,10 @@ import functools
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import fusedlr
-from fusedlr import ops, reference
+from fusedlr import reference
 
 LOW = [torch.bfloat16, torch.float16]
 # torch.optim on the same dtype keeps its state in that dtype (fusedlr keeps fp32) and rounds it
@@ -230,21 +231,23 @@ def test_master_weights_reject_a_grad_of_the_wrong_shape_before_copying():
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
 
-def _count_calls(monkeypatch):
-    calls = []
-    for name in ("sgd_update_", "adam_update_"):
-        real = getattr(ops, name)
+class _CountUpdates(TorchDispatchMode):
+    """Records (device, dtype, tensor count) of every update op call that reaches the
+    dispatcher, from torch.ops (list path) or from C++ (the eager EagerBucket path)."""
 
-        def spy(params, *args, _real=real, **kw):
-            calls.append((params[0].device, params[0].dtype, len(params)))
-            return _real(params, *args, **kw)
+    def __init__(self):
+        super().__init__()
+        self.calls = []
 
-        monkeypatch.setattr(ops, name, spy)
-    return calls
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "fusedlr" and "update_" in func.name():
+            params = args[0]
+            self.calls.append((params[0].device, params[0].dtype, len(params)))
+        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("name,kwargs,_", CASES[::2])
-def test_group_mixing_dtypes_equals_one_optimizer_per_dtype(name, kwargs, _, monkeypatch):
+def test_group_mixing_dtypes_equals_one_optimizer_per_dtype(name, kwargs, _):
     g = torch.Generator().manual_seed(5)
     init = [torch.randn(6, 3, generator=g) for _ in DTYPES * 2]
     dtypes = DTYPES * 2
@@ -257,15 +260,14 @@ def test_group_mixing_dtypes_equals_one_optimizer_per_dtype(name, kwargs, _, mon
     }
     single_opts = {dt: getattr(fusedlr, name)(ps, **kwargs, schedule=sched)
                    for dt, ps in singles.items()}
-    calls = _count_calls(monkeypatch)
     for _ in range(6):
         gs = [torch.randn(6, 3, generator=g) for _ in mixed]
         for p, gr in zip(mixed, gs, strict=True):
             p.grad = gr.to(p.dtype)
-        calls.clear()
-        opt.step()
+        with _CountUpdates() as counter:
+            opt.step()
         # one op call per (device, dtype) bucket, each with all the bucket's params
-        assert sorted(calls, key=str) == sorted(
+        assert sorted(counter.calls, key=str) == sorted(
             [(torch.device("cpu"), dt, 2) for dt in DTYPES], key=str)
         for dt in DTYPES:
             for p, gr in zip(singles[dt], [x for x, d in zip(gs, dtypes, strict=True) if d == dt],

@@ -91,7 +91,7 @@ void emulate_by_type(const BucketView& view, const std::vector<mt::TensorEntry<D
   for (at::ScalarType st : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
     std::vector<mt::TensorEntry<Depth>> subset;
     for (size_t i = 0; i < entries.size(); ++i) {
-      if (view.params[i].scalar_type() == st) subset.push_back(entries[i]);
+      if (view.params[i]->scalar_type() == st) subset.push_back(entries[i]);
     }
     if (subset.empty()) continue;
     mt::build_plan<Depth>(subset.data(), static_cast<int64_t>(subset.size()), shape.max_tensors,
@@ -145,10 +145,10 @@ void emulate_sgd_update(at::TensorList params, at::TensorList grads, at::TensorL
   for (int64_t i = 0; i < n; ++i) {
     const int64_t slot = mtp[2 * i + 1];
     mt::TensorEntry<3>& e = entries[i];
-    e.ptr[0] = view.params[i].data_ptr();
-    e.ptr[1] = view.grads[i].data_ptr();
+    e.ptr[0] = view.params[i]->data_ptr();
+    e.ptr[1] = view.grads[i]->data_ptr();
     e.ptr[2] = slot >= 0 ? data_or_null(bufs[slot]) : nullptr;
-    e.numel = view.params[i].numel();
+    e.numel = view.params[i]->numel();
     e.step = steps[i].data_ptr<float>();
     e.group = static_cast<int32_t>(mtp[2 * i]);
     has_state[i] = slot >= 0 ? 1 : 0;
@@ -193,12 +193,12 @@ void emulate_adam_update(at::TensorList params, at::TensorList grads, at::Tensor
   for (int64_t i = 0; i < n; ++i) {
     const int64_t slot = mtp[2 * i + 1];
     mt::TensorEntry<5>& e = entries[i];
-    e.ptr[0] = view.params[i].data_ptr();
-    e.ptr[1] = view.grads[i].data_ptr();
+    e.ptr[0] = view.params[i]->data_ptr();
+    e.ptr[1] = view.grads[i]->data_ptr();
     e.ptr[2] = exp_avgs[i].data_ptr();
     e.ptr[3] = exp_avg_sqs[i].data_ptr();
     e.ptr[4] = slot >= 0 ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
-    e.numel = view.params[i].numel();
+    e.numel = view.params[i]->numel();
     e.step = steps[i].data_ptr<float>();
     e.group = static_cast<int32_t>(mtp[2 * i]);
   }

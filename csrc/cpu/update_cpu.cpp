@@ -1,9 +1,10 @@
 // CPU implementations of fusedlr::sgd_update_ and fusedlr::adam_update_.
 //
-// Every tensor of the bucket is split into work items of at most kChunk
-// elements; one at::parallel_for runs over all items of all tensors, so many
-// small tensors cost one parallel region, not one each. Each item calls the
-// raw-pointer span kernel of the best vector ISA (kernel_table.h).
+// Each tensor's pointers and scalars are read once into a Job; every tensor is
+// split into work items of at most kChunk elements and one at::parallel_for
+// runs over all items of all tensors, so many small tensors cost one parallel
+// region, not one each. Each item calls the raw-pointer span kernel of the best
+// vector ISA (kernel_table.h).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -18,17 +19,33 @@ namespace {
 constexpr int64_t kChunk = 16384;
 constexpr int64_t kSerialBelow = 32768;  // elements: smaller steps run on one thread
 
+// One tensor's raw pointers and scalars, read once per step: the parallel loop
+// touches no at::Tensor (no refcounts, no data_ptr checks per work item).
+template <typename Scalars>
+struct Job {
+  void* p;
+  void* g;
+  void* s0;  // momentum buffer (SGD) / exp_avg (Adam); null when unused
+  void* s1;  // exp_avg_sq (Adam)
+  void* s2;  // max_exp_avg_sq (Adam with amsgrad)
+  float* step;
+  int64_t n;
+  Scalars scalars;
+};
+
 struct WorkItem {
-  int64_t tensor;
+  int64_t job;
   int64_t begin;
   int64_t end;
 };
 
-std::vector<WorkItem> split_work(const std::vector<at::Tensor>& params, int64_t* total) {
+template <typename Scalars>
+std::vector<WorkItem> split_work(const std::vector<Job<Scalars>>& jobs, int64_t* total) {
   std::vector<WorkItem> items;
+  items.reserve(jobs.size());
   *total = 0;
-  for (int64_t i = 0; i < static_cast<int64_t>(params.size()); ++i) {
-    const int64_t n = params[i].numel();
+  for (int64_t i = 0; i < static_cast<int64_t>(jobs.size()); ++i) {
+    const int64_t n = jobs[i].n;
     *total += n;
     for (int64_t b = 0; b < n; b += kChunk) items.push_back({i, b, std::min(n, b + kChunk)});
   }
@@ -39,17 +56,21 @@ template <typename F>
 void run_items(const std::vector<WorkItem>& items, int64_t total, const F& f) {
   const int64_t n = static_cast<int64_t>(items.size());
   if (n == 0) return;
-  const int64_t grain = total < kSerialBelow ? n : 1;
-  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
+  if (total < kSerialBelow) {
+    for (const WorkItem& w : items) f(w);
+    return;
+  }
+  at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
     for (int64_t k = b; k < e; ++k) f(items[k]);
   });
 }
 
-// Element offset, in units of the state's element size, of byte-typed pointers.
-template <typename O>
-void* offset_ptr(const at::Tensor& t, int64_t off) {
-  return t.defined() ? static_cast<void*>(static_cast<O*>(t.data_ptr()) + off) : nullptr;
+template <typename T>
+T* at_offset(void* base, int64_t off) {
+  return base == nullptr ? nullptr : static_cast<T*>(base) + off;
 }
+
+void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
 bool skip_for_inf(const std::optional<at::Tensor>& found_inf) {
   return found_inf.has_value() && found_inf->defined() && found_inf->item<double>() != 0.0;
@@ -59,134 +80,151 @@ double scale_value(const std::optional<at::Tensor>& grad_scale) {
   return (grad_scale.has_value() && grad_scale->defined()) ? grad_scale->item<double>() : 1.0;
 }
 
+// The kernel of `dtype` applied to one work item: SGD.
+void run_sgd(const KernelTable& k, at::ScalarType dtype, const Job<SgdScalars>& j,
+             const WorkItem& w) {
+  const int64_t b = w.begin, len = w.end - w.begin;
+  switch (dtype) {
+    case at::kFloat:
+      k.sgd_f32(at_offset<float>(j.p, b), at_offset<float>(j.g, b), at_offset<float>(j.s0, b), len,
+                j.scalars);
+      break;
+    case at::kDouble:
+      k.sgd_f64(at_offset<double>(j.p, b), at_offset<double>(j.g, b), at_offset<double>(j.s0, b),
+                len, j.scalars);
+      break;
+    case at::kBFloat16:
+      k.sgd_bf16(at_offset<at::BFloat16>(j.p, b), at_offset<at::BFloat16>(j.g, b),
+                 at_offset<float>(j.s0, b), len, j.scalars);
+      break;
+    case at::kHalf:
+      k.sgd_f16(at_offset<at::Half>(j.p, b), at_offset<at::Half>(j.g, b), at_offset<float>(j.s0, b),
+                len, j.scalars);
+      break;
+    default:
+      break;  // rejected by check_bucket
+  }
+}
+
+// The kernel of `dtype` applied to one work item: Adam / AdamW.
+void run_adam(const KernelTable& k, at::ScalarType dtype, const Job<AdamScalars>& j,
+              const WorkItem& w) {
+  const int64_t b = w.begin, len = w.end - w.begin;
+  switch (dtype) {
+    case at::kFloat:
+      k.adam_f32(at_offset<float>(j.p, b), at_offset<float>(j.g, b), at_offset<float>(j.s0, b),
+                 at_offset<float>(j.s1, b), at_offset<float>(j.s2, b), len, j.scalars);
+      break;
+    case at::kDouble:
+      k.adam_f64(at_offset<double>(j.p, b), at_offset<double>(j.g, b), at_offset<double>(j.s0, b),
+                 at_offset<double>(j.s1, b), at_offset<double>(j.s2, b), len, j.scalars);
+      break;
+    case at::kBFloat16:
+      k.adam_bf16(at_offset<at::BFloat16>(j.p, b), at_offset<at::BFloat16>(j.g, b),
+                  at_offset<float>(j.s0, b), at_offset<float>(j.s1, b), at_offset<float>(j.s2, b),
+                  len, j.scalars);
+      break;
+    case at::kHalf:
+      k.adam_f16(at_offset<at::Half>(j.p, b), at_offset<at::Half>(j.g, b),
+                 at_offset<float>(j.s0, b), at_offset<float>(j.s1, b), at_offset<float>(j.s2, b),
+                 len, j.scalars);
+      break;
+    default:
+      break;
+  }
+}
+
+// Runs every job's kernel (one parallel region for the whole bucket), then
+// advances the step of each tensor that `counts`.
+template <typename Scalars, typename Run, typename Counts>
+void run_jobs(const BucketView& view, const std::vector<Job<Scalars>>& jobs, const Run& run,
+              const Counts& counts) {
+  int64_t total = 0;
+  const std::vector<WorkItem> items = split_work(jobs, &total);
+  const KernelTable& k = cpu_kernels();
+  run_items(items, total,
+            [&](const WorkItem& w) { run(k, view.params[w.job]->scalar_type(), jobs[w.job], w); });
+  for (const Job<Scalars>& j : jobs) {
+    if (counts(j)) *j.step += 1.0f;
+  }
+}
+
 }  // namespace
 
-void sgd_update_cpu(at::TensorList params_in, at::TensorList grads_in, at::TensorList bufs,
+void sgd_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList bufs,
                     at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
                     const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
                     const std::optional<at::Tensor>& found_inf) {
-  const BucketView view =
-      check_bucket("sgd_update_", params_in, grads_in, {{"momentum_buffers", bufs}}, steps, meta,
-                   hparams, group_lr);
+  const BucketView view = check_bucket("sgd_update_", params, grads, {{"momentum_buffers", bufs}},
+                                       steps, meta, hparams, group_lr);
   if (skip_for_inf(found_inf)) return;
   const double gs = scale_value(grad_scale);
-  const int64_t n = static_cast<int64_t>(params_in.size());
+  const int64_t n = static_cast<int64_t>(params.size());
   const double* hp = hparams.data_ptr<double>();
   const double* lrm = group_lr.data_ptr<double>();
   const int64_t* mt = meta.data_ptr<int64_t>();
 
-  std::vector<SgdScalars> scalars(n);
-  std::vector<at::Tensor> bufs_of(n);
+  std::vector<Job<SgdScalars>> jobs(n);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
-    const double step = static_cast<double>(steps[i].data_ptr<float>()[0]);
-    scalars[i] = make_sgd_scalars(hp + g * kGroupFields, lrm + 2 * g, step, gs);
-    TORCH_CHECK(!scalars[i].has_buf || slot >= 0, "sgd_update_: tensor ", i, " of group ", g,
-                " has momentum ", scalars[i].momentum, " but no momentum buffer slot");
-    scalars[i].has_buf = scalars[i].has_buf && slot >= 0;
-    if (scalars[i].has_buf) bufs_of[i] = bufs[slot];
+    Job<SgdScalars>& j = jobs[i];
+    j.step = static_cast<float*>(steps[i].data_ptr());
+    SgdScalars& s = j.scalars;
+    s = make_sgd_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step), gs);
+    TORCH_CHECK(!s.has_buf || slot >= 0, "sgd_update_: tensor ", i, " of group ", g,
+                " has momentum ", s.momentum, " but no momentum buffer slot");
+    s.has_buf = s.has_buf && slot >= 0;
+    j.p = view.params[i]->data_ptr();
+    j.g = view.grads[i]->data_ptr();
+    j.s0 = s.has_buf ? data_or_null(bufs[slot]) : nullptr;
+    j.s1 = j.s2 = nullptr;
+    j.n = view.params[i]->numel();
   }
-
-  int64_t total = 0;
-  const std::vector<WorkItem> items = split_work(view.params, &total);
-  const KernelTable& k = cpu_kernels();
-  run_items(items, total, [&](const WorkItem& w) {
-    const at::Tensor& p = view.params[w.tensor];
-    const at::Tensor& g = view.grads[w.tensor];
-    const at::Tensor& b = bufs_of[w.tensor];
-    const SgdScalars& s = scalars[w.tensor];
-    const int64_t len = w.end - w.begin;
-    switch (p.scalar_type()) {
-      case at::kFloat:
-        k.sgd_f32(p.data_ptr<float>() + w.begin, g.data_ptr<float>() + w.begin,
-                  offset_ptr<float>(b, w.begin), len, s);
-        break;
-      case at::kDouble:
-        k.sgd_f64(p.data_ptr<double>() + w.begin, g.data_ptr<double>() + w.begin,
-                  offset_ptr<double>(b, w.begin), len, s);
-        break;
-      case at::kBFloat16:
-        k.sgd_bf16(p.data_ptr<at::BFloat16>() + w.begin, g.data_ptr<at::BFloat16>() + w.begin,
-                   offset_ptr<float>(b, w.begin), len, s);
-        break;
-      case at::kHalf:
-        k.sgd_f16(p.data_ptr<at::Half>() + w.begin, g.data_ptr<at::Half>() + w.begin,
-                  offset_ptr<float>(b, w.begin), len, s);
-        break;
-      default:
-        break;  // rejected by check_bucket
-    }
-  });
-  for (int64_t i = 0; i < n; ++i) {
-    if (scalars[i].has_buf) steps[i].data_ptr<float>()[0] += 1.0f;
-  }
+  run_jobs(view, jobs, run_sgd, [](const Job<SgdScalars>& j) { return j.scalars.has_buf; });
   view.write_back(gs != 1.0);
 }
 
-void adam_update_cpu(at::TensorList params_in, at::TensorList grads_in, at::TensorList exp_avgs,
+void adam_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                      at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
                      at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
                      const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
                      const std::optional<at::Tensor>& found_inf) {
   const BucketView view = check_bucket(
-      "adam_update_", params_in, grads_in,
+      "adam_update_", params, grads,
       {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
       steps, meta, hparams, group_lr);
   if (skip_for_inf(found_inf)) return;
   const double gs = scale_value(grad_scale);
-  const int64_t n = static_cast<int64_t>(params_in.size());
+  const int64_t n = static_cast<int64_t>(params.size());
   const double* hp = hparams.data_ptr<double>();
   const double* lrm = group_lr.data_ptr<double>();
   const int64_t* mt = meta.data_ptr<int64_t>();
 
-  std::vector<AdamScalars> scalars(n);
-  std::vector<at::Tensor> vmax_of(n);
+  std::vector<Job<AdamScalars>> jobs(n);
+  int64_t last_group = -1;
+  float last_step = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
-    const double step = static_cast<double>(steps[i].data_ptr<float>()[0]);
-    scalars[i] = make_adam_scalars(hp + g * kGroupFields, lrm + 2 * g, step, gs);
-    TORCH_CHECK(!scalars[i].amsgrad || slot >= 0, "adam_update_: tensor ", i, " of group ", g,
-                " uses amsgrad but has no max_exp_avg_sq slot");
-    if (scalars[i].amsgrad) vmax_of[i] = max_exp_avg_sqs[slot];
-  }
-
-  int64_t total = 0;
-  const std::vector<WorkItem> items = split_work(view.params, &total);
-  const KernelTable& k = cpu_kernels();
-  run_items(items, total, [&](const WorkItem& w) {
-    const at::Tensor& p = view.params[w.tensor];
-    const at::Tensor& g = view.grads[w.tensor];
-    const at::Tensor& m = exp_avgs[w.tensor];
-    const at::Tensor& v = exp_avg_sqs[w.tensor];
-    const at::Tensor& x = vmax_of[w.tensor];
-    const AdamScalars& s = scalars[w.tensor];
-    const int64_t len = w.end - w.begin;
-    switch (p.scalar_type()) {
-      case at::kFloat:
-        k.adam_f32(p.data_ptr<float>() + w.begin, g.data_ptr<float>() + w.begin,
-                   offset_ptr<float>(m, w.begin), offset_ptr<float>(v, w.begin),
-                   offset_ptr<float>(x, w.begin), len, s);
-        break;
-      case at::kDouble:
-        k.adam_f64(p.data_ptr<double>() + w.begin, g.data_ptr<double>() + w.begin,
-                   offset_ptr<double>(m, w.begin), offset_ptr<double>(v, w.begin),
-                   offset_ptr<double>(x, w.begin), len, s);
-        break;
-      case at::kBFloat16:
-        k.adam_bf16(p.data_ptr<at::BFloat16>() + w.begin, g.data_ptr<at::BFloat16>() + w.begin,
-                    offset_ptr<float>(m, w.begin), offset_ptr<float>(v, w.begin),
-                    offset_ptr<float>(x, w.begin), len, s);
-        break;
-      case at::kHalf:
-        k.adam_f16(p.data_ptr<at::Half>() + w.begin, g.data_ptr<at::Half>() + w.begin,
-                   offset_ptr<float>(m, w.begin), offset_ptr<float>(v, w.begin),
-                   offset_ptr<float>(x, w.begin), len, s);
-        break;
-      default:
-        break;
+    Job<AdamScalars>& j = jobs[i];
+    j.step = static_cast<float*>(steps[i].data_ptr());
+    AdamScalars& s = j.scalars;
+    if (i > 0 && g == last_group && *j.step == last_step) {
+      s = jobs[i - 1].scalars;  // same group and step: the same pow()s (the common case)
+    } else {
+      s = make_adam_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step), gs);
+      last_group = g;
+      last_step = *j.step;
     }
-  });
-  for (int64_t i = 0; i < n; ++i) steps[i].data_ptr<float>()[0] += 1.0f;
+    TORCH_CHECK(!s.amsgrad || slot >= 0, "adam_update_: tensor ", i, " of group ", g,
+                " uses amsgrad but has no max_exp_avg_sq slot");
+    j.p = view.params[i]->data_ptr();
+    j.g = view.grads[i]->data_ptr();
+    j.s0 = exp_avgs[i].data_ptr();
+    j.s1 = exp_avg_sqs[i].data_ptr();
+    j.s2 = s.amsgrad ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
+    j.n = view.params[i]->numel();
+  }
+  run_jobs(view, jobs, run_adam, [](const Job<AdamScalars>&) { return true; });
   view.write_back(gs != 1.0);
 }
 

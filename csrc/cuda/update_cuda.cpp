@@ -61,9 +61,9 @@ template <typename Launch>
 void launch_by_type(const char* op, const BucketView& view,
                     const std::vector<cuda::UpdateTensor>& tensors, const Launch& launch) {
   const int64_t n = static_cast<int64_t>(tensors.size());
-  const at::ScalarType first = n > 0 ? view.params[0].scalar_type() : at::kFloat;
+  const at::ScalarType first = n > 0 ? view.params[0]->scalar_type() : at::kFloat;
   bool uniform = true;
-  for (int64_t i = 0; i < n; ++i) uniform = uniform && view.params[i].scalar_type() == first;
+  for (int64_t i = 0; i < n; ++i) uniform = uniform && view.params[i]->scalar_type() == first;
   if (uniform) {
     if (n > 0) check_cuda(op, launch(elem_type(first), tensors.data(), n));
     return;
@@ -71,7 +71,7 @@ void launch_by_type(const char* op, const BucketView& view,
   for (at::ScalarType t : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
     std::vector<cuda::UpdateTensor> subset;
     for (int64_t i = 0; i < n; ++i) {
-      if (view.params[i].scalar_type() == t) subset.push_back(tensors[i]);
+      if (view.params[i]->scalar_type() == t) subset.push_back(tensors[i]);
     }
     if (!subset.empty()) {
       check_cuda(op, launch(elem_type(t), subset.data(), static_cast<int64_t>(subset.size())));
@@ -163,11 +163,11 @@ void sgd_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList
   for (int64_t i = 0; i < n; ++i) {
     const int64_t slot = mt[2 * i + 1];
     cuda::UpdateTensor& t = tensors[i];
-    t.ptr[0] = view.params[i].data_ptr();
-    t.ptr[1] = view.grads[i].data_ptr();
+    t.ptr[0] = view.params[i]->data_ptr();
+    t.ptr[1] = view.grads[i]->data_ptr();
     t.ptr[2] = slot >= 0 ? data_or_null(bufs[slot]) : nullptr;
     t.ptr[3] = t.ptr[4] = nullptr;
-    t.numel = view.params[i].numel();
+    t.numel = view.params[i]->numel();
     t.step = steps[i].data_ptr<float>();
     t.group = static_cast<int32_t>(mt[2 * i]);
     has_state[i] = slot >= 0 ? 1 : 0;
@@ -198,12 +198,12 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
   for (int64_t i = 0; i < n; ++i) {
     const int64_t slot = mt[2 * i + 1];
     cuda::UpdateTensor& t = tensors[i];
-    t.ptr[0] = view.params[i].data_ptr();
-    t.ptr[1] = view.grads[i].data_ptr();
+    t.ptr[0] = view.params[i]->data_ptr();
+    t.ptr[1] = view.grads[i]->data_ptr();
     t.ptr[2] = exp_avgs[i].data_ptr();
     t.ptr[3] = exp_avg_sqs[i].data_ptr();
     t.ptr[4] = slot >= 0 ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
-    t.numel = view.params[i].numel();
+    t.numel = view.params[i]->numel();
     t.step = steps[i].data_ptr<float>();
     t.group = static_cast<int32_t>(mt[2 * i]);
   }

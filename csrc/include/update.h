@@ -91,7 +91,7 @@ struct SgdCoeffs {
   V neg_lr, wd, momentum, one_minus_dampening, grad_scale;
   bool nesterov, maximize, first, has_buf, has_wd, scaled;
   template <typename S>
-  static FUSEDLR_HD SgdCoeffs make(const SgdScalars& s) {
+  static FUSEDLR_INLINE SgdCoeffs make(const SgdScalars& s) {
     SgdCoeffs c;
     c.neg_lr = V(S(-s.lr));
     c.wd = V(S(s.weight_decay));
@@ -130,7 +130,7 @@ struct AdamCoeffs {
       grad_scale;
   bool maximize, amsgrad, decoupled, has_wd, lerp_low, scaled;
   template <typename S>
-  static FUSEDLR_HD AdamCoeffs make(const AdamScalars& s) {
+  static FUSEDLR_INLINE AdamCoeffs make(const AdamScalars& s) {
     AdamCoeffs c;
     c.wd = V(S(s.weight_decay));
     c.decay_factor = V(S(1.0 - s.lr * s.weight_decay));
