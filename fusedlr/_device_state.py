@@ -33,6 +33,7 @@ class DeviceState:
         n_groups = host_rows.shape[0]
         self.counter = torch.zeros(1, dtype=torch.int64, device=device)
         self.one = torch.ones(1, dtype=torch.int64, device=device)  # counter.add_(1) allocates
+        self.applied = None  # skip_schedule_on_inf: 1 - found_inf as int64, allocated once
         # On the CPU the device rows are the host rows themselves: no copy per change.
         self.hparams = host_rows if device.type == "cpu" else host_rows.to(device)
         self.lr_scale = torch.ones(n_groups, dtype=torch.float64, device=device)
@@ -66,3 +67,9 @@ class DeviceState:
     def upload_rows(self, host_rows: torch.Tensor) -> None:
         if self.hparams is not host_rows:
             self.hparams.copy_(host_rows, non_blocking=True)
+
+    def applied_like(self, found_inf: torch.Tensor) -> torch.Tensor:
+        """An int64 buffer shaped like found_inf, allocated once (no allocation per step)."""
+        if self.applied is None or self.applied.shape != found_inf.shape:
+            self.applied = torch.zeros(found_inf.shape, dtype=torch.int64, device=self.device)
+        return self.applied

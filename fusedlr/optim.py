@@ -406,7 +406,10 @@ class _FusedOptimizer(torch.optim.Optimizer):
     def _advance_counters(self, found_inf) -> None:
         for ds in self._devices.values():
             if found_inf is not None and self.skip_schedule_on_inf:
-                ds.counter.add_(_on(found_inf, ds.device).eq(0).to(torch.int64))
+                inf = _on(found_inf, ds.device)
+                applied = ds.applied_like(inf)
+                torch.eq(inf, 0, out=applied)  # into a preallocated int64 buffer
+                ds.counter.add_(applied)
             else:
                 ds.counter.add_(ds.one)
 

@@ -190,3 +190,21 @@ def test_docstrings_document_amp():
 
     doc = optim.__doc__
     assert "GradScaler" in doc and "skip_schedule_on_inf" in doc and "warm-up" in doc
+
+
+@pytest.mark.parametrize("shape", [(), (1,)])
+def test_skip_schedule_on_inf_counts_into_one_buffer(shape):
+    """The applied-step count goes through one preallocated int64 buffer (no per-step
+    allocation), for GradScaler's 0-dim found_inf and for a (1,) one."""
+    p = torch.nn.Parameter(torch.zeros(7))
+    opt = fusedlr.SGD([p], lr=0.1, momentum=0.9, skip_schedule_on_inf=True)
+    buffers = set()
+    infs = [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]
+    for v in infs:
+        p.grad = torch.randn(7)
+        opt.found_inf = torch.full(shape, v)
+        opt.step()
+        (ds,) = opt._devices.values()
+        buffers.add(ds.applied.data_ptr())
+    assert len(buffers) == 1
+    assert int(opt.schedule_counter) == infs.count(0.0)
