@@ -28,6 +28,8 @@ using OptTensor = std::optional<at::Tensor>;
 using SgdOp = void(at::TensorList, at::TensorList, at::TensorList, at::TensorList,
                    const at::Tensor&, const at::Tensor&, const at::Tensor&, const OptTensor&,
                    const OptTensor&);
+using EvalOp = void(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                    const at::Tensor&);
 using AdamOp = void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
                     at::TensorList, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                     const OptTensor&, const OptTensor&);
@@ -124,6 +126,26 @@ class EagerBucket {
   bool sgd_ = false;
 };
 
+// One device's whole eager step: the schedule op, every bucket's update, then
+// counter += increment (1, or 1 - found_inf with skip_schedule_on_inf). One
+// Python call instead of a torch.ops call, a pybind call per bucket and an add_.
+void eager_device_step(const at::Tensor& program, const at::Tensor& hparams,
+                       const at::Tensor& lr_scale, const at::Tensor& counter,
+                       const at::Tensor& group_lr, const at::Tensor& increment,
+                       const std::vector<EagerBucket*>& buckets, const OptTensor& grad_scale,
+                       const OptTensor& found_inf) {
+  {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    static const auto eval = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("fusedlr::eval_schedule_", "")
+                                 .typed<EvalOp>();
+    eval.call(program, hparams, lr_scale, counter, group_lr);
+  }
+  for (EagerBucket* b : buckets) b->run(hparams, group_lr, grad_scale, found_inf);
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  const_cast<at::Tensor&>(counter).add_(increment);
+}
+
 }  // namespace
 
 void bind_eager_bucket(pybind11::module_& m) {
@@ -139,6 +161,10 @@ void bind_eager_bucket(pybind11::module_& m) {
            py::arg("found_inf"), "Runs the update op over the gathered grads, then drops them.")
       .def("drop", &EagerBucket::drop, "Forgets the gathered grads without running.")
       .def("__len__", &EagerBucket::size);
+  m.def("eager_device_step", &eager_device_step, py::arg("program"), py::arg("hparams"),
+        py::arg("lr_scale"), py::arg("counter"), py::arg("group_lr"), py::arg("increment"),
+        py::arg("buckets"), py::arg("grad_scale"), py::arg("found_inf"),
+        "One device's eager step: eval_schedule_, each bucket's run(), counter += increment.");
 }
 
 }  // namespace fusedlr

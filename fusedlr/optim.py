@@ -348,13 +348,14 @@ class _FusedOptimizer(torch.optim.Optimizer):
             with torch.no_grad():
                 self._step_lists(grad_scale, found_inf)
             return loss
-        # The C++ eager step: its ops run below autograd, so no grad-mode switch is needed.
-        for ds in self._devices.values():
-            ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr)
-        for device, native in natives:
-            ds = self._devices[device]
-            native.run(ds.hparams, ds.group_lr, _on(grad_scale, device), _on(found_inf, device))
-        self._advance_counters(found_inf)
+        # The C++ eager step, one call per device: its ops run below autograd, so no
+        # grad-mode switch is needed.
+        for device, ds in self._devices.items():
+            on_device = [native for dev, native in natives if dev == device]
+            inf = _on(found_inf, device)
+            _C.eager_device_step(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr,
+                                 self._increment(ds, inf), on_device, _on(grad_scale, device),
+                                 inf)
         return loss
 
     def _step_lists(self, grad_scale, found_inf) -> None:
@@ -405,13 +406,16 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     def _advance_counters(self, found_inf) -> None:
         for ds in self._devices.values():
-            if found_inf is not None and self.skip_schedule_on_inf:
-                inf = _on(found_inf, ds.device)
-                applied = ds.applied_like(inf)
-                torch.eq(inf, 0, out=applied)  # into a preallocated int64 buffer
-                ds.counter.add_(applied)
-            else:
-                ds.counter.add_(ds.one)
+            ds.counter.add_(self._increment(ds, _on(found_inf, ds.device)))
+
+    def _increment(self, ds: DeviceState, found_inf) -> torch.Tensor:
+        """What the schedule counter advances by: 1, or (found_inf == 0) when skipped steps
+        must not count (computed on the device into a preallocated buffer)."""
+        if found_inf is None or not self.skip_schedule_on_inf:
+            return ds.one
+        applied = ds.applied_like(found_inf)
+        torch.eq(found_inf, 0, out=applied)
+        return applied
 
     # -- schedule introspection -----------------------------------------------------------------
     def _group_device(self, group: dict) -> torch.device:

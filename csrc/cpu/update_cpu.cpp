@@ -1,10 +1,11 @@
 // CPU implementations of fusedlr::sgd_update_ and fusedlr::adam_update_.
 //
-// Each tensor's pointers and scalars are read once into a Job; every tensor is
-// split into work items of at most kChunk elements and one at::parallel_for
-// runs over all items of all tensors, so many small tensors cost one parallel
-// region, not one each. Each item calls the raw-pointer span kernel of the best
-// vector ISA (kernel_table.h).
+// Arguments are checked first (nothing is written if a check fails). Then every
+// tensor is split into work items of at most kChunk elements and one
+// at::parallel_for runs over all items of all tensors, so many small tensors
+// cost one parallel region, not one each; inside it each item reads its
+// tensor's pointers and scalars (a Job) and calls the raw-pointer span kernel
+// of the best vector ISA (kernel_table.h).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -39,31 +40,43 @@ struct WorkItem {
   int64_t end;
 };
 
-template <typename Scalars>
-std::vector<WorkItem> split_work(const std::vector<Job<Scalars>>& jobs, int64_t* total) {
+std::vector<WorkItem> split_work(const BucketView& view, int64_t* total) {
   std::vector<WorkItem> items;
-  items.reserve(jobs.size());
+  items.reserve(view.params.size());
   *total = 0;
-  for (int64_t i = 0; i < static_cast<int64_t>(jobs.size()); ++i) {
-    const int64_t n = jobs[i].n;
+  for (int64_t i = 0; i < static_cast<int64_t>(view.params.size()); ++i) {
+    const int64_t n = view.params[i]->numel();
     *total += n;
+    if (n > kChunk) {
+      // Several threads will read this tensor's pointers: materialise a
+      // copy-on-write storage here, once, not concurrently in data_ptr().
+      view.params[i]->data_ptr();
+      view.grads[i]->data_ptr();
+    }
+    if (n == 0) items.push_back({i, 0, 0});  // no elements, but its step still advances
     for (int64_t b = 0; b < n; b += kChunk) items.push_back({i, b, std::min(n, b + kChunk)});
   }
   return items;
 }
 
-template <typename F>
-void run_items(const std::vector<WorkItem>& items, int64_t total, const F& f) {
-  const int64_t n = static_cast<int64_t>(items.size());
-  if (n == 0) return;
-  if (total < kSerialBelow) {
-    for (const WorkItem& w : items) f(w);
-    return;
+// The scalars of the last (group, step) a thread computed: tensors of one group
+// at one step share them (Adam's two pow() calls per tensor otherwise).
+template <typename Scalars>
+struct Memo {
+  int64_t group = -1;
+  float step = 0.0f;
+  Scalars scalars;
+
+  template <typename Make>
+  const Scalars& get(int64_t g, float st, const Make& make) {
+    if (g != group || st != step) {
+      scalars = make();
+      group = g;
+      step = st;
+    }
+    return scalars;
   }
-  at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) f(items[k]);
-  });
-}
+};
 
 template <typename T>
 T* at_offset(void* base, int64_t off) {
@@ -134,18 +147,36 @@ void run_adam(const KernelTable& k, at::ScalarType dtype, const Job<AdamScalars>
   }
 }
 
-// Runs every job's kernel (one parallel region for the whole bucket), then
-// advances the step of each tensor that `counts`.
-template <typename Scalars, typename Run, typename Counts>
-void run_jobs(const BucketView& view, const std::vector<Job<Scalars>>& jobs, const Run& run,
-              const Counts& counts) {
+// Runs every tensor's kernel in one parallel region. make_job(i, memo) reads
+// tensor i's pointers and scalars inside the region, so the per-tensor
+// preparation is split across the threads as well; steps of the tensors that
+// `counts` are advanced afterwards through the pointers the jobs recorded.
+// Everything that can fail was checked before (check_bucket, slot checks).
+template <typename Scalars, typename MakeJob, typename Run, typename Counts>
+void run_tensors(const BucketView& view, const MakeJob& make_job, const Run& run,
+                 const Counts& counts) {
   int64_t total = 0;
-  const std::vector<WorkItem> items = split_work(jobs, &total);
+  const std::vector<WorkItem> items = split_work(view, &total);
+  const int64_t n_items = static_cast<int64_t>(items.size());
+  if (n_items == 0) return;
+  std::vector<float*> counted(view.params.size(), nullptr);
   const KernelTable& k = cpu_kernels();
-  run_items(items, total,
-            [&](const WorkItem& w) { run(k, view.params[w.job]->scalar_type(), jobs[w.job], w); });
-  for (const Job<Scalars>& j : jobs) {
-    if (counts(j)) *j.step += 1.0f;
+  const auto range = [&](int64_t b, int64_t e) {
+    Memo<Scalars> memo;
+    for (int64_t x = b; x < e; ++x) {
+      const WorkItem& w = items[x];
+      const Job<Scalars> j = make_job(w.job, memo);
+      run(k, view.params[w.job]->scalar_type(), j, w);
+      if (w.begin == 0 && counts(j)) counted[w.job] = j.step;
+    }
+  };
+  if (total < kSerialBelow) {
+    range(0, n_items);
+  } else {
+    at::parallel_for(0, n_items, 1, range);
+  }
+  for (float* step : counted) {
+    if (step != nullptr) *step += 1.0f;
   }
 }
 
@@ -164,23 +195,28 @@ void sgd_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList 
   const double* lrm = group_lr.data_ptr<double>();
   const int64_t* mt = meta.data_ptr<int64_t>();
 
-  std::vector<Job<SgdScalars>> jobs(n);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
-    Job<SgdScalars>& j = jobs[i];
+    TORCH_CHECK(lrm[2 * g + 1] == 0.0 || slot >= 0, "sgd_update_: tensor ", i, " of group ", g,
+                " has momentum ", lrm[2 * g + 1], " but no momentum buffer slot");
+  }
+  const auto make_job = [&](int64_t i, Memo<SgdScalars>& memo) {
+    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
+    Job<SgdScalars> j;
     j.step = static_cast<float*>(steps[i].data_ptr());
-    SgdScalars& s = j.scalars;
-    s = make_sgd_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step), gs);
-    TORCH_CHECK(!s.has_buf || slot >= 0, "sgd_update_: tensor ", i, " of group ", g,
-                " has momentum ", s.momentum, " but no momentum buffer slot");
-    s.has_buf = s.has_buf && slot >= 0;
+    j.scalars = memo.get(g, *j.step, [&] {
+      return make_sgd_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step), gs);
+    });
+    j.scalars.has_buf = j.scalars.has_buf && slot >= 0;
     j.p = view.params[i]->data_ptr();
     j.g = view.grads[i]->data_ptr();
-    j.s0 = s.has_buf ? data_or_null(bufs[slot]) : nullptr;
+    j.s0 = j.scalars.has_buf ? data_or_null(bufs[slot]) : nullptr;
     j.s1 = j.s2 = nullptr;
     j.n = view.params[i]->numel();
-  }
-  run_jobs(view, jobs, run_sgd, [](const Job<SgdScalars>& j) { return j.scalars.has_buf; });
+    return j;
+  };
+  run_tensors<SgdScalars>(view, make_job, run_sgd,
+                          [](const Job<SgdScalars>& j) { return j.scalars.has_buf; });
   view.write_back(gs != 1.0);
 }
 
@@ -200,31 +236,28 @@ void adam_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList
   const double* lrm = group_lr.data_ptr<double>();
   const int64_t* mt = meta.data_ptr<int64_t>();
 
-  std::vector<Job<AdamScalars>> jobs(n);
-  int64_t last_group = -1;
-  float last_step = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
-    Job<AdamScalars>& j = jobs[i];
+    TORCH_CHECK(hp[g * kGroupFields + kAmsgrad] == 0.0 || slot >= 0, "adam_update_: tensor ", i,
+                " of group ", g, " uses amsgrad but has no max_exp_avg_sq slot");
+  }
+  const auto make_job = [&](int64_t i, Memo<AdamScalars>& memo) {
+    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
+    Job<AdamScalars> j;
     j.step = static_cast<float*>(steps[i].data_ptr());
-    AdamScalars& s = j.scalars;
-    if (i > 0 && g == last_group && *j.step == last_step) {
-      s = jobs[i - 1].scalars;  // same group and step: the same pow()s (the common case)
-    } else {
-      s = make_adam_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step), gs);
-      last_group = g;
-      last_step = *j.step;
-    }
-    TORCH_CHECK(!s.amsgrad || slot >= 0, "adam_update_: tensor ", i, " of group ", g,
-                " uses amsgrad but has no max_exp_avg_sq slot");
+    j.scalars = memo.get(g, *j.step, [&] {
+      return make_adam_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step),
+                               gs);
+    });
     j.p = view.params[i]->data_ptr();
     j.g = view.grads[i]->data_ptr();
     j.s0 = exp_avgs[i].data_ptr();
     j.s1 = exp_avg_sqs[i].data_ptr();
-    j.s2 = s.amsgrad ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
+    j.s2 = j.scalars.amsgrad ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
     j.n = view.params[i]->numel();
-  }
-  run_jobs(view, jobs, run_adam, [](const Job<AdamScalars>&) { return true; });
+    return j;
+  };
+  run_tensors<AdamScalars>(view, make_job, run_adam, [](const Job<AdamScalars>&) { return true; });
   view.write_back(gs != 1.0);
 }
 
