@@ -7,6 +7,15 @@ CyclicLR ignore ``group['lr']``). The counter lives on the device and each step 
 one op call per (device, dtype) bucket: no host sync, nothing per step on the host
 but gathering the grads.
 
+Eager steps take a C++ path once the state exists (the second step on): per device,
+one call into ``fusedlr._C`` evaluates the schedule, reads every param's ``.grad`` in
+C++, runs each bucket's update op through the C++ dispatcher and advances the
+counter, so the Python cost of a step does not grow with the number of tensors.
+Steps traced by ``torch.compile``, steps where some param has no grad, master weights
+and DTensors use the same ops through ``torch.ops`` with Python lists. The step hooks
+of ``torch.optim.Optimizer`` run as usual; the ``Optimizer.step#...`` profiler range is
+opened only while a profiler is running (``fusedlr/_step_hooks.py``).
+
 ``group['lr']`` is the base lr; the schedule never writes it. A group with
 ``schedule=None`` uses ``group['lr']`` as it stands at each step, so manual lr
 changes and ``torch.optim.lr_scheduler`` classes work as with torch's optimizers.
