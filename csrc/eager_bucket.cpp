@@ -57,9 +57,11 @@ class EagerBucket {
     grads_.reserve(params_.size());
   }
 
-  // Reads every param's grad. Returns false (keeping nothing) when one has none;
-  // raises, before anything is written, when a grad does not match its param.
-  bool gather() {
+  // Reads every param's grad. Returns false (keeping nothing) when one has none.
+  // With `check`, raises when a grad does not match its param (needed when
+  // several buckets must all be valid before any is written; a single bucket's
+  // op checks its grads itself before writing).
+  bool gather(bool check) {
     grads_.clear();
     for (size_t i = 0; i < params_.size(); ++i) {
       const at::Tensor& p = params_[i];
@@ -67,6 +69,10 @@ class EagerBucket {
       if (!g.defined()) {
         grads_.clear();
         return false;
+      }
+      if (!check) {
+        grads_.push_back(g);
+        continue;
       }
       if (g.layout() != at::kStrided) {
         grads_.clear();
@@ -155,8 +161,9 @@ void bind_eager_bucket(pybind11::module_& m) {
                     std::vector<std::vector<at::Tensor>>, std::vector<at::Tensor>, at::Tensor>(),
            py::arg("algorithm"), py::arg("params"), py::arg("states"), py::arg("steps"),
            py::arg("meta"))
-      .def("gather", &EagerBucket::gather,
-           "Reads every param's grad; False when one has none. Raises on a mismatched grad.")
+      .def("gather", &EagerBucket::gather, py::arg("check") = true,
+           "Reads every param's grad; False when one has none. With check, raises on a grad "
+           "that does not match its param.")
       .def("run", &EagerBucket::run, py::arg("hparams"), py::arg("group_lr"), py::arg("grad_scale"),
            py::arg("found_inf"), "Runs the update op over the gathered grads, then drops them.")
       .def("drop", &EagerBucket::drop, "Forgets the gathered grads without running.")

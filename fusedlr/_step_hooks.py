@@ -32,6 +32,11 @@ def _post_hooks(opt):
 
 
 def _hooked_call(func, opt, args, kwargs):
+    if not (_torch_optimizer._global_optimizer_pre_hooks or opt._optimizer_step_pre_hooks
+            or opt._optimizer_step_post_hooks or _torch_optimizer._global_optimizer_post_hooks):
+        out = func(opt, *args, **kwargs)  # no hooks: skip building the chains
+        opt._optimizer_step_code()
+        return out
     for pre_hook in _pre_hooks(opt):
         result = pre_hook(opt, args, kwargs)
         if result is not None:

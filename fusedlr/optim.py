@@ -406,7 +406,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         for bucket in self._buckets:
             call = bucket.calls.get(None)
             native = self._native(call) if call is not None else None
-            if native is None or not native.gather():
+            if native is None or not native.gather(self._multi_bucket):
                 for _, gathered in natives:
                     gathered.drop()
                 return None

@@ -130,29 +130,32 @@ def test_missing_grad_falls_back_and_matches_torch():
         torch.testing.assert_close(opt.state[pa]["step"], ref.state[pb]["step"])
 
 
+@pytest.mark.parametrize("buckets", [1, 2])
 @pytest.mark.parametrize("bad", ["shape", "dtype", "sparse"])
-def test_bad_grad_is_refused_before_any_write(bad):
+def test_bad_grad_is_refused_before_any_write(bad, buckets):
     # Two buckets (float32 and float64): the bad grad is in the second, so the first must not
-    # have been updated when the error is raised.
+    # have been updated when the error is raised. One bucket: the op refuses it before writing.
     p32 = _params((7, 4097))
-    p64 = _params((1, 7), torch.float64)
+    p64 = _params((1, 7), torch.float64 if buckets == 2 else torch.float32)
     opt = fusedlr.Adam(p32 + p64, lr=1e-2)
     gen = torch.Generator().manual_seed(3)
     for _ in range(2):
         _set_grads(p32 + p64, gen)
         opt.step()
-    assert len(_natives(opt)) == 2
+    assert len(_natives(opt)) == buckets
     _set_grads(p32 + p64, gen)
+    dt = p64[1].dtype
     if bad == "shape":  # torch refuses a wrong grad on assignment, but not through .data
-        p64[1].grad.data = torch.zeros(8, dtype=torch.float64)
+        p64[1].grad.data = torch.zeros(8, dtype=dt)
     elif bad == "dtype":
-        p64[1].grad.data = torch.zeros(7, dtype=torch.float32)
+        p64[1].grad.data = torch.zeros(7, dtype=torch.float16)
     else:
-        p64[1].grad = torch.zeros(7, dtype=torch.float64).to_sparse()
+        p64[1].grad = torch.zeros(7, dtype=dt).to_sparse()
     before = [p.detach().clone() for p in p32 + p64]
     state = {k: v.clone() for k, v in opt.state[p32[0]].items()}
     counter = opt.schedule_counter.clone()
-    with pytest.raises(RuntimeError, match=r"params\[1\]"):
+    index = 1 if buckets == 2 else 3  # the bad grad's index in its bucket
+    with pytest.raises(RuntimeError, match=rf"(params|grads)\[{index}\]"):
         opt.step()
     for p, old in zip(p32 + p64, before, strict=True):
         assert torch.equal(p.detach(), old)
