@@ -30,6 +30,9 @@ struct BucketView {
   }
 };
 
+// The data pointer of an optional state tensor (an undefined one gives null).
+inline void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
 inline at::ScalarType state_dtype(at::ScalarType param) {
   return param == at::kDouble ? at::kDouble : at::kFloat;
 }

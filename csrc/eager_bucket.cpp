@@ -147,7 +147,12 @@ void eager_device_step(const at::Tensor& program, const at::Tensor& hparams,
                                  .typed<EvalOp>();
     eval.call(program, hparams, lr_scale, counter, group_lr);
   }
-  for (EagerBucket* b : buckets) b->run(hparams, group_lr, grad_scale, found_inf);
+  try {
+    for (EagerBucket* b : buckets) b->run(hparams, group_lr, grad_scale, found_inf);
+  } catch (...) {
+    for (EagerBucket* b : buckets) b->drop();  // keep no grad alive past a failed step
+    throw;
+  }
   at::AutoDispatchBelowADInplaceOrView below_autograd;
   const_cast<at::Tensor&>(counter).add_(increment);
 }

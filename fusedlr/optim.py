@@ -400,8 +400,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     def _gather_native(self):
         """[(device, EagerBucket)] with every bucket's grads read, when each bucket has a cached
-        C++ step and all its params have grads; else None (the general path). A grad that does
-        not match its param raises here, before anything is written."""
+        C++ step and all its params have grads; else None (the general path). With several
+        buckets, a grad that does not match its param raises here, before anything is written
+        (a single bucket's op checks its grads before writing)."""
         natives = []
         for bucket in self._buckets:
             call = bucket.calls.get(None)

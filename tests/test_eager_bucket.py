@@ -244,3 +244,24 @@ def test_eager_bucket_rejects_bad_arguments():
     with pytest.raises(RuntimeError, match=r"call gather\(\) first"):
         bucket.run(torch.zeros(1, 16, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64),
                    None, None)
+
+
+def test_no_grad_is_kept_alive_after_a_refused_step():
+    # Two buckets (float32 first, then float64). The float32 op refuses its state after both
+    # buckets gathered their grads: the float64 bucket, which never ran, must drop them too.
+    p32 = _params((7, 4097))
+    p64 = _params((1, 7), torch.float64)
+    opt = fusedlr.Adam(p32 + p64, lr=1e-2)
+    gen = torch.Generator().manual_seed(6)
+    for _ in range(2):
+        _set_grads(p32 + p64, gen)
+        opt.step()
+    assert len(_natives(opt)) == 2
+    _set_grads(p32 + p64, gen)
+    opt.state[p32[0]]["exp_avg"].resize_(3)  # the op's state check fails
+    with pytest.raises(RuntimeError, match=r"exp_avgs\[0\]"):
+        opt.step()
+    refs = [weakref.ref(p.grad) for p in p32 + p64]
+    opt.zero_grad(set_to_none=True)
+    gc.collect()
+    assert all(r() is None for r in refs)

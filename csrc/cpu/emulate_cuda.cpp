@@ -120,8 +120,6 @@ void emulate_steps(at::TensorList steps, const at::Tensor& meta,
   });
 }
 
-void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
-
 }  // namespace
 
 void emulate_sgd_update(at::TensorList params, at::TensorList grads, at::TensorList bufs,

@@ -20,8 +20,8 @@ namespace {
 constexpr int64_t kChunk = 16384;
 constexpr int64_t kSerialBelow = 32768;  // elements: smaller steps run on one thread
 
-// One tensor's raw pointers and scalars, read once per step: the parallel loop
-// touches no at::Tensor (no refcounts, no data_ptr checks per work item).
+// One tensor's raw pointers and scalars, read by the work item that runs it
+// (inside the parallel region) and passed to the span kernel.
 template <typename Scalars>
 struct Job {
   void* p;
@@ -30,7 +30,6 @@ struct Job {
   void* s1;  // exp_avg_sq (Adam)
   void* s2;  // max_exp_avg_sq (Adam with amsgrad)
   float* step;
-  int64_t n;
   Scalars scalars;
 };
 
@@ -82,8 +81,6 @@ template <typename T>
 T* at_offset(void* base, int64_t off) {
   return base == nullptr ? nullptr : static_cast<T*>(base) + off;
 }
-
-void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
 bool skip_for_inf(const std::optional<at::Tensor>& found_inf) {
   return found_inf.has_value() && found_inf->defined() && found_inf->item<double>() != 0.0;
@@ -212,7 +209,6 @@ void sgd_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList 
     j.g = view.grads[i]->data_ptr();
     j.s0 = j.scalars.has_buf ? data_or_null(bufs[slot]) : nullptr;
     j.s1 = j.s2 = nullptr;
-    j.n = view.params[i]->numel();
     return j;
   };
   run_tensors<SgdScalars>(view, make_job, run_sgd,
@@ -254,7 +250,6 @@ void adam_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList
     j.s0 = exp_avgs[i].data_ptr();
     j.s1 = exp_avg_sqs[i].data_ptr();
     j.s2 = j.scalars.amsgrad ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
-    j.n = view.params[i]->numel();
     return j;
   };
   run_tensors<AdamScalars>(view, make_job, run_adam, [](const Job<AdamScalars>&) { return true; });

@@ -54,8 +54,6 @@ const float* ptr_of(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->data_ptr<float>() : nullptr;
 }
 
-void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
-
 // Runs `launch(type, tensors, count)` once per element type present in the bucket.
 template <typename Launch>
 void launch_by_type(const char* op, const BucketView& view,
