@@ -3,12 +3,14 @@
 __version__ = "0.1.0"
 
 from fusedlr import schedules  # noqa: E402
+from fusedlr.diagnostics import DoubleScheduleWarning, HostLRUnknownError, HostLRWarning  # noqa: E402
 from fusedlr.interop import to_torch_state_dict  # noqa: E402
 from fusedlr.optim import SGD, Adam, AdamW  # noqa: E402
 from fusedlr.plateau import ReduceLROnPlateau  # noqa: E402
 
 __all__ = [
     "SGD", "Adam", "AdamW", "ReduceLROnPlateau", "__version__", "schedules", "to_torch_state_dict",
+    "DoubleScheduleWarning", "HostLRUnknownError", "HostLRWarning",
 ]
 
 # Tools that need matplotlib (plots, the LR range test) load on first use, so importing

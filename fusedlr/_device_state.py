@@ -23,6 +23,7 @@ AMSGRAD = 7
 DECOUPLED = 8
 STEPS_PER_EPOCH = 9
 SCHEDULE_ROOT = 10
+GROUP_LR_SCALE = 11  # group['lr_scale'] (timm's layer-decay factor), 1 when absent
 
 
 class DeviceState:

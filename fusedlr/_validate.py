@@ -77,6 +77,9 @@ def check_group(owner: str, group: dict, algorithm: str, name: str) -> None:
             f"{where}: schedule must be a fusedlr.schedules spec or None, got "
             f"{type(sched).__name__}{hint}"
         )
+    if "lr_scale" in group:  # the group's own lr factor (timm's layer decay)
+        _nonneg(group["lr_scale"], f"Invalid lr_scale ({where}, must be a finite number >= 0)",
+                f"{where}: lr_scale")
     spe = group["steps_per_epoch"]
     if isinstance(spe, bool) or not isinstance(spe, numbers.Integral):
         raise TypeError(f"{where}: steps_per_epoch must be an integer, got {spe!r}")
@@ -134,3 +137,22 @@ _sparse_lib = torch.library.Library("fusedlr", "IMPL")
 for _op in ("sgd_update_", "adam_update_"):
     for _key in ("SparseCPU", "SparseCUDA"):
         _sparse_lib.impl(_op, _refuse_sparse(_op), _key)
+
+
+def check_torch_flags(owner: str, **flags) -> None:
+    """torch.optim's implementation switches, accepted so that code and framework factories
+    written for torch work unchanged: fusedlr is always fused, and always capturable (every
+    tensor a step touches is allocated once), so ``foreach`` / ``fused`` / ``capturable`` have
+    no effect. ``differentiable=True`` (autograd through the step) is refused."""
+    for name, value in flags.items():
+        allowed_none = name in ("foreach", "fused")
+        if not (isinstance(value, bool) or (allowed_none and value is None)):
+            kinds = "None, True or False" if allowed_none else "True or False"
+            raise TypeError(f"{owner}: {name} must be {kinds}, got {value!r}")
+    if flags.get("differentiable"):
+        raise ValueError(
+            f"{owner}: differentiable=True is not supported: fusedlr's step is one fused "
+            "in-place kernel with no autograd formula, so gradients cannot flow through it; use "
+            "torch.optim with differentiable=True for that (foreach, fused and capturable are "
+            "accepted and have no effect: fusedlr is always fused and capturable)"
+        )

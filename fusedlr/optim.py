@@ -60,6 +60,7 @@ from fusedlr._device_state import (
     DECOUPLED,
     EPS,
     GROUP_FIELDS,
+    GROUP_LR_SCALE,
     MAXIMIZE,
     MOMENTUM,
     NESTEROV,
@@ -68,9 +69,11 @@ from fusedlr._device_state import (
     WEIGHT_DECAY,
     DeviceState,
 )
+from fusedlr._host_lr import HostLRMirror
 from fusedlr._state_io import load_optimizer_state, optimizer_state_dict
 from fusedlr._step_hooks import hooked_step
-from fusedlr._validate import check_group, check_param, check_unique
+from fusedlr._validate import check_group, check_param, check_torch_flags, check_unique
+from fusedlr.diagnostics import check_double_schedule
 from fusedlr.schedules import ProgramBuilder
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -121,7 +124,7 @@ class _Bucket:
         self.calls: dict[object, _Call] = {}
 
 
-class _FusedOptimizer(torch.optim.Optimizer):
+class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
     _step_supports_amp_scaling = True
     _algorithm = ""  # "sgd" or "adam"
 
@@ -138,6 +141,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
         self._grad32: dict = {}  # master_weights: param -> fp32 grad buffer
         self._ready = False
         self._devices: dict[torch.device, DeviceState] = {}
+        self._double_schedule_warned = False
+        self._host_lr_scale = torch.ones(0, dtype=torch.float64)
+        self._init_host_mirror()
         super().__init__(params, defaults)
         self._relayout()
         self._ready = True
@@ -187,6 +193,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         row[DECOUPLED] = float(self._decoupled)
         row[STEPS_PER_EPOCH] = float(group["steps_per_epoch"])
         row[SCHEDULE_ROOT] = float(root)
+        row[GROUP_LR_SCALE] = float(group.get("lr_scale", 1.0))
         return tuple(row)
 
     _decoupled = False
@@ -204,7 +211,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
         builder = ProgramBuilder()
         roots = [builder.add(g["schedule"], i) for i, g in enumerate(self.param_groups)]
         program = builder.tensor()
+        self._host_program = program
         self._schedules = [g["schedule"] for g in self.param_groups]
+        self._initial_lr_at_layout = ["initial_lr" in g for g in self.param_groups]
         self._roots = roots
         self._rows = [self._group_row(g, r) for g, r in zip(self.param_groups, roots, strict=True)]
         self._host_rows = torch.tensor(self._rows, dtype=torch.float64).reshape(-1, GROUP_FIELDS)
@@ -220,6 +229,12 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 buckets[key].groups.append(gi)
         self._buckets = list(buckets.values())
         self._multi_bucket = len(self._buckets) > 1
+        self._has_cuda = any(b.device.type == "cuda" for b in self._buckets)
+        n_old, n_new = self._host_lr_scale.numel(), len(self.param_groups)
+        if n_old != n_new:  # the plateau factors' host copy, kept for the old groups
+            scale = torch.ones(n_new, dtype=torch.float64)
+            scale[: min(n_old, n_new)] = self._host_lr_scale[: min(n_old, n_new)]
+            self._host_lr_scale = scale
 
         devices = {b.device for b in self._buckets} or {torch.device("cpu")}
         for dev in devices:
@@ -240,6 +255,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
             self._relayout()
             return
         changed = False
+        watch = not self._double_schedule_warned
         for i, group in enumerate(groups):
             if group["schedule"] is not self._schedules[i]:
                 check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
@@ -250,6 +266,12 @@ class _FusedOptimizer(torch.optim.Optimizer):
             except (TypeError, ValueError):  # a value float() refuses: say which
                 check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
                 raise
+            if watch and self._schedules[i] is not None and (
+                    "initial_lr" in group or row[BASE_LR] != self._rows[i][BASE_LR]):
+                old_lr = self._rows[i][BASE_LR]
+                if check_double_schedule(self, i, group, old_lr):
+                    self._double_schedule_warned = True
+                    watch = False
             if row != self._rows[i]:
                 check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
                 if self._group_needs(group) != self._needs[i]:
@@ -356,6 +378,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         if natives is None:
             with torch.no_grad():
                 self._step_lists(grad_scale, found_inf)
+            self._host_note_step(found_inf)
             return loss
         # The C++ eager step, one call per device: its ops run below autograd, so no
         # grad-mode switch is needed.
@@ -365,6 +388,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
             _C.eager_device_step(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr,
                                  self._increment(ds, inf), on_device, _on(grad_scale, device),
                                  inf)
+        self._host_note_step(found_inf)
         return loss
 
     def _step_lists(self, grad_scale, found_inf) -> None:
@@ -520,7 +544,10 @@ class SGD(_FusedOptimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False, schedule=None, steps_per_epoch=1,
-                 skip_schedule_on_inf=False, master_weights=False):
+                 skip_schedule_on_inf=False, master_weights=False, foreach=None, fused=None,
+                 differentiable=False):
+        check_torch_flags(type(self).__name__, foreach=foreach, fused=fused,
+                          differentiable=differentiable)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
         super().__init__(params, defaults, schedule=schedule, steps_per_epoch=steps_per_epoch,
@@ -534,7 +561,10 @@ class Adam(_FusedOptimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, schedule=None, steps_per_epoch=1,
-                 skip_schedule_on_inf=False, master_weights=False):
+                 skip_schedule_on_inf=False, master_weights=False, foreach=None, fused=None,
+                 capturable=False, differentiable=False):
+        check_torch_flags(type(self).__name__, foreach=foreach, fused=fused,
+                          capturable=capturable, differentiable=differentiable)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize)
         super().__init__(params, defaults, schedule=schedule, steps_per_epoch=steps_per_epoch,
@@ -548,8 +578,11 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, schedule=None, steps_per_epoch=1,
-                 skip_schedule_on_inf=False, master_weights=False):
+                 skip_schedule_on_inf=False, master_weights=False, foreach=None, fused=None,
+                 capturable=False, differentiable=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, schedule=schedule,
                          steps_per_epoch=steps_per_epoch,
-                         skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights)
+                         skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights,
+                         foreach=foreach, fused=fused, capturable=capturable,
+                         differentiable=differentiable)

@@ -190,7 +190,7 @@ FUSEDLR_HD inline LrMomentum eval_schedule(const double* prog, int64_t root, int
 }
 
 // Per-group hyperparameter row layout (float64), shared by the Python packer
-// (fusedlr/_layout.py) and every kernel.
+// (fusedlr/_device_state.py) and every kernel.
 enum GroupField : int {
   kBaseLr = 0,
   kWeightDecay = 1,
@@ -203,11 +203,13 @@ enum GroupField : int {
   kDecoupled = 8,  // AdamW: decoupled weight decay
   kStepsPerEpoch = 9,
   kScheduleRoot = 10,
+  kGroupLrScale = 11,  // the group's own lr factor (timm's layer-decay `lr_scale`), default 1
   kGroupFields = 16,
 };
 
 // Effective (lr, momentum) of group g at schedule counter `counter`:
-// t = counter // steps_per_epoch, lr = schedule(t, base_lr) * lr_scale[g].
+// t = counter // steps_per_epoch,
+// lr = schedule(t, base_lr) * group_lr_scale * lr_scale[g] (lr_scale: the plateau factor).
 // `out` receives 2 doubles: lr, and momentum (schedule's, or the group's own).
 FUSEDLR_HD inline void eval_group(const double* prog, const double* hparams, const double* lr_scale,
                                   int64_t counter, int64_t g, double* out) {
@@ -215,7 +217,7 @@ FUSEDLR_HD inline void eval_group(const double* prog, const double* hparams, con
   const int64_t spe = as_index(row[kStepsPerEpoch]);
   const int64_t t = floor_div(counter, spe < 1 ? 1 : spe);
   const LrMomentum r = eval_schedule(prog, as_index(row[kScheduleRoot]), t, row[kBaseLr]);
-  out[0] = r.lr * lr_scale[g];
+  out[0] = r.lr * row[kGroupLrScale] * lr_scale[g];
   out[1] = (r.momentum != r.momentum) ? row[kMomentum] : r.momentum;  // NaN: none
 }
 
