@@ -47,36 +47,46 @@ _WHICH = ("last", "next")
 _FALLBACKS = ("raise", "device")
 
 
+class _MirrorState:
+    """The mirror's fields, in an object of their own: under torch.compile, dynamo replays
+    attribute writes on a plain object but drops them on the optimizer itself (torch 2.14)."""
+
+    __slots__ = ("count", "blockers", "warned", "compiled")
+
+    def __init__(self) -> None:
+        self.count = 0  # step() calls seen by Python
+        self.blockers: set[str] = set()  # why the mirror is unknowable (keys of _REASONS)
+        self.warned = False  # the fallback="device" warning was given
+        self.compiled = False  # a step ran under torch.compile (a plain bool: set when traced)
+
+
 class HostLRMirror:
     """Mixin of the fused optimizers: the host step count and the lr evaluated from it."""
 
     def _init_host_mirror(self) -> None:
-        self._host_count = 0
-        self._host_blockers: set[str] = set()
-        self._host_warned = False
-        self._host_compiled = False  # a plain bool: set from traced code (a set is not)
+        self._host = _MirrorState()
 
     @property
     def host_step_count(self) -> int:
         """The host mirror of ``schedule_counter``: ``step()`` calls seen by Python."""
-        return self._host_count
+        return self._host.count
 
     @property
     def host_lr_unknown_reason(self) -> str | None:
         """Why ``get_host_lr`` cannot answer from the host, or None when it can."""
-        keys = sorted(self._host_blockers | ({COMPILED} if self._host_compiled else set()))
+        keys = sorted(self._host.blockers | ({COMPILED} if self._host.compiled else set()))
         return "; ".join(_REASONS[k] for k in keys) if keys else None
 
     def sync_host_counter(self) -> int:
         """Reads the device counter once (a sync) into the host mirror; returns it."""
-        self._host_count = int(self.schedule_counter.item())
+        self._host.count = int(self.schedule_counter.item())
         self._host_mirror_exact()
-        return self._host_count
+        return self._host.count
 
     def _host_mirror_exact(self) -> None:
         """The host count was just set from the device's: only the plateau stays unknowable."""
-        self._host_blockers &= {PLATEAU}
-        self._host_compiled = False
+        self._host.blockers &= {PLATEAU}
+        self._host.compiled = False
 
     def get_host_lr(self, which: str = "last", *, fallback: str = "raise") -> list[float]:
         """Per group, the lr the kernel used at the most recent ``step()`` (``which="last"``;
@@ -106,8 +116,8 @@ class HostLRMirror:
                     f"{type(self).__name__}: the lr is not known on the host: {reason}. Pass "
                     "fallback='device' to read it from the device (a sync)"
                 )
-            if not self._host_warned:
-                self._host_warned = True
+            if not self._host.warned:
+                self._host.warned = True
                 warnings.warn(
                     f"{type(self).__name__}: the lr is not known on the host ({reason}); "
                     "reading it from the device instead (a sync per call)",
@@ -115,7 +125,7 @@ class HostLRMirror:
                     stacklevel=3,
                 )
             return self._device_rows_at(which)
-        count = self._host_count - 1 if which == "last" else self._host_count
+        count = self._host.count - 1 if which == "last" else self._host.count
         out = torch.empty(len(self._rows), 2, dtype=torch.float64)
         counter = torch.tensor([max(count, 0)], dtype=torch.int64)
         ops.eval_schedule_(self._host_program, self._host_rows, self._host_lr_scale, counter, out)
@@ -136,10 +146,10 @@ class HostLRMirror:
     def _host_note_step(self, found_inf) -> None:
         """Called at the end of every successful ``step()``."""
         if torch.compiler.is_compiling():
-            self._host_compiled = True
+            self._host.compiled = True
             return
-        self._host_count += 1
+        self._host.count += 1
         if found_inf is not None and self.skip_schedule_on_inf:
-            self._host_blockers.add(SKIP_ON_INF)
+            self._host.blockers.add(SKIP_ON_INF)
         if self._has_cuda and torch.cuda.is_current_stream_capturing():
-            self._host_blockers.add(GRAPH)
+            self._host.blockers.add(GRAPH)

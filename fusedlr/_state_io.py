@@ -160,7 +160,7 @@ def load_optimizer_state(opt, state_dict: dict) -> None:
             if extra["lr_scale"].numel() == ds.lr_scale.numel():
                 ds.lr_scale.copy_(extra["lr_scale"])
         # The host mirror (fusedlr/_host_lr.py) follows: the counter and plateau factors saved.
-        opt._host_count = int(extra["counter"].reshape(-1)[0])
+        opt._host.count = int(extra["counter"].reshape(-1)[0])
         if extra["lr_scale"].numel() == opt._host_lr_scale.numel():
             opt._host_lr_scale.copy_(extra["lr_scale"].detach().to("cpu", torch.float64))
         opt._host_mirror_exact()

@@ -11,7 +11,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class DoubleScheduleWarning(UserWarning):
@@ -58,6 +62,18 @@ def check_double_schedule(opt, index: int, group: dict, old_lr: float | None) ->
         f"{type(opt).__name__} param group {index} has schedule={group['schedule']!r} and "
         f"{what}, by {who}. {_FIX}",
         DoubleScheduleWarning,
-        stacklevel=4,
+        stacklevel=user_stacklevel(),
     )
     return True
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside fusedlr (and
+    torch's optimizer wrappers), whatever path led here."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not (path.startswith(_PACKAGE_DIR) or os.sep + os.path.join("torch", "optim") in path):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 1

@@ -266,14 +266,13 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
             except (TypeError, ValueError):  # a value float() refuses: say which
                 check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
                 raise
-            if watch and self._schedules[i] is not None and (
-                    "initial_lr" in group or row[BASE_LR] != self._rows[i][BASE_LR]):
-                old_lr = self._rows[i][BASE_LR]
-                if check_double_schedule(self, i, group, old_lr):
-                    self._double_schedule_warned = True
-                    watch = False
-            if row != self._rows[i]:
+            if row == self._rows[i]:
+                if watch and "initial_lr" in group and self._schedules[i] is not None:
+                    watch = not self._watch_double_schedule(i, group)
+            else:
                 check_group(type(self).__name__, group, self._algorithm, name=f"param group {i}")
+                if watch and self._schedules[i] is not None:
+                    watch = not self._watch_double_schedule(i, group)
                 if self._group_needs(group) != self._needs[i]:
                     self._relayout()
                     return
@@ -283,6 +282,12 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         if changed:
             for ds in self._devices.values():
                 ds.upload_rows(self._host_rows)
+
+    def _watch_double_schedule(self, i: int, group: dict) -> bool:
+        """Warns once per optimizer if another scheduler touched scheduled group i."""
+        self._double_schedule_warned = check_double_schedule(self, i, group,
+                                                             self._rows[i][BASE_LR])
+        return self._double_schedule_warned
 
     # -- state ----------------------------------------------------------------------------------
     def _init_state(self, p: torch.Tensor, needs: bool) -> dict:

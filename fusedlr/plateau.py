@@ -114,7 +114,7 @@ class ReduceLROnPlateau:
             )
         hyper = _check_hyper(mode, factor, patience, threshold, threshold_mode, cooldown, eps)
         self.optimizer = optimizer
-        optimizer._host_blockers.add(PLATEAU)  # get_host_lr: the lr is now decided on the device
+        optimizer._host.blockers.add(PLATEAU)  # get_host_lr: the lr is now decided on the device
         self.__dict__.update(hyper)
         n_groups = len(optimizer.param_groups)
         self.min_lrs, self.default_min_lr = _check_min_lrs(min_lr, n_groups)
