@@ -34,8 +34,8 @@ def _run(opt, params, steps, sched=None):
 ], ids=["LambdaLR", "StepLR", "ConstantLR(1.0)"])
 def test_torch_scheduler_on_a_scheduled_group_warns_once(opt_cls, make):
     params = _params()
-    opt = opt_cls([{"params": params[:1]}, {"params": params[1:], "schedule": S.ExponentialLR(0.9)}],
-                  lr=0.01)
+    scheduled = {"params": params[1:], "schedule": S.ExponentialLR(0.9)}
+    opt = opt_cls([{"params": params[:1]}, scheduled], lr=0.01)
     sched = make(opt)
     with pytest.warns(fusedlr.DoubleScheduleWarning) as record:
         _run(opt, params, 6, sched)
