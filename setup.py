@@ -170,6 +170,13 @@ setup(
     extras_require={
         "tools": ["matplotlib", "tqdm", "scikit-learn"],
         "test": ["pytest", "hypothesis", "matplotlib", "tqdm", "scikit-learn"],
+        # The frameworks fusedlr.integrations plugs into (and its tests run for real).
+        "integrations": [
+            "transformers>=4.46,<6",
+            "accelerate>=1.0,<2",
+            "pytorch-lightning>=2.4,<3",
+            "timm>=1.0,<2",
+        ],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
