@@ -193,7 +193,10 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         row[DECOUPLED] = float(self._decoupled)
         row[STEPS_PER_EPOCH] = float(group["steps_per_epoch"])
         row[SCHEDULE_ROOT] = float(root)
-        row[GROUP_LR_SCALE] = float(group.get("lr_scale", 1.0))
+        # timm's convention: the scheduler applies lr_scale. With a schedule fusedlr is the
+        # scheduler; with schedule=None whoever sets group['lr'] (a timm scheduler) applies it.
+        scheduled = group["schedule"] is not None
+        row[GROUP_LR_SCALE] = float(group.get("lr_scale", 1.0)) if scheduled else 1.0
         return tuple(row)
 
     _decoupled = False

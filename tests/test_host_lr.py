@@ -227,3 +227,17 @@ def test_no_sync_on_cuda():
         torch.cuda.set_sync_debug_mode("default")
     assert lr == pytest.approx(S.WarmupCosine(3, 20).values(7, 0.01)[6:].tolist(), rel=1e-12)
     assert math.isfinite(lr[0])
+
+
+def test_lr_scale_is_left_to_the_scheduler_of_an_unscheduled_group():
+    """schedule=None: group['lr'] as it stands (timm's scheduler writes lr * lr_scale there)."""
+    p = torch.randn(3, dtype=torch.float64)
+    q = p.clone()
+    opt = fusedlr.SGD([{"params": [p], "lr_scale": 0.5}], lr=0.1)
+    ref = torch.optim.SGD([q], lr=0.1)
+    p.grad = torch.randn_like(p)
+    q.grad = p.grad.clone()
+    opt.step()
+    ref.step()
+    assert opt.get_host_lr() == [0.1]
+    torch.testing.assert_close(p, q, rtol=0, atol=0)
