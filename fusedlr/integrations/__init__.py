@@ -6,7 +6,8 @@ never imports transformers, Lightning, accelerate or timm:
 - ``fusedlr.integrations.transformers``: HF ``Trainer`` with a fusedlr optimizer whose schedule
   is built from Trainer's own arguments; logs the lr the kernel used.
 - ``fusedlr.integrations.lightning``: a ``LearningRateMonitor`` drop-in that logs the lr the
-  kernel used, and the ``configure_optimizers`` recipe.
+  kernel used, ``clip_gradients`` for mixed precision, ``optimizer_steps_per_epoch``, and the
+  ``configure_optimizers`` recipe.
 - ``fusedlr.integrations.accelerate``: fusedlr's introspection through ``AcceleratedOptimizer``.
 - ``fusedlr.integrations.timm``: registration that survives timm's name parsing; timm's
   per-group ``lr_scale`` (layer decay) honoured on the device.
