@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser(
         "find-lr", help="LR range test on the demo model and data",
         description="Smith's LR range test with fusedlr.SGD (momentum 0.9) on the demo MLP "
-        "and scikit-learn digits; prints the suggested lr and writes the plot.",
+        "and scikit-learn digits; prints the estimators (steepest descent, minimum/10, fastai's "
+        "valley) and the suggested lr, and writes the plot.",
     )
     f.add_argument("--start-lr", type=_positive_float, default=1e-4,
                    help="first lr (default 1e-4: the demo's loss is flat below)")
@@ -135,6 +136,14 @@ def cmd_demo(args) -> int:
     return 0
 
 
+_FIND_LR_LABELS = {"steep": "steep", "minimum": "minimum/10", "valley": "valley"}
+_FIND_LR_METHODS = {
+    "steep": "steepest descent of the smoothed loss",
+    "minimum": "a tenth of the lr at the minimum of the smoothed loss",
+    "valley": "fastai's valley",
+}
+
+
 def cmd_find_lr(args) -> int:
     from fusedlr.demo import find_lr_demo
 
@@ -149,9 +158,12 @@ def cmd_find_lr(args) -> int:
           f"{args.num_steps} steps, lr {r.lrs[0]:.3g} .. {r.lrs[-1]:.3g}"
           + (" (stopped early: loss diverged)" if r.stopped_early else ""))
     if r.suggested_lr is None:
-        print("no suggestion: the smoothed loss never decreased")
+        print("no suggestion: the smoothed loss never fell measurably below its starting level")
     else:
-        print(f"suggested lr: {r.suggested_lr:.3g} (steepest descent of the smoothed loss)")
+        print("estimators: " + " | ".join(
+            f"{_FIND_LR_LABELS[k]} {v:.3g}" for k, v in r.suggestions.items() if v is not None))
+        print(f"suggested lr: {r.suggested_lr:.3g} ({r.method}: "
+              f"{_FIND_LR_METHODS[r.method]})")
     print(f"wrote {args.output}")
     return 0
 
