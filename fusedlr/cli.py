@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--num-steps", type=_positive_int, default=100,
                    help="batches, one lr each (default 100)")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--method", choices=("steep", "minimum", "valley"), default="steep",
+                   help="the estimator that gives the suggested lr (default steep)")
     f.add_argument("-o", "--output", default="find_lr.png", help="PNG path (default find_lr.png)")
 
     sub.add_parser("info", help="versions, CUDA build and CPU vector ISA")
@@ -153,7 +155,7 @@ def cmd_find_lr(args) -> int:
     if args.num_steps < 2:
         raise UsageError("--num-steps must be at least 2")
     r = find_lr_demo(args.output, num_steps=args.num_steps, start_lr=args.start_lr,
-                     end_lr=args.end_lr, seed=args.seed)
+                     end_lr=args.end_lr, seed=args.seed, method=args.method)
     print(f"LR range test, fusedlr.SGD(momentum=0.9) on the demo MLP / digits: {len(r.lrs)} of "
           f"{args.num_steps} steps, lr {r.lrs[0]:.3g} .. {r.lrs[-1]:.3g}"
           + (" (stopped early: loss diverged)" if r.stopped_early else ""))

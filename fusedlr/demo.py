@@ -304,7 +304,7 @@ def run_demo(epochs: int | None = None, out_dir: str = ".", quick: bool = False,
 
 
 def find_lr_demo(out_path: str = "find_lr.png", num_steps: int = 100, start_lr: float = 1e-7,
-                 end_lr: float = 10.0, seed: int = 0):
+                 end_lr: float = 10.0, seed: int = 0, method: str = "steep"):
     """The LR range test on the demo model and data with fusedlr.SGD (momentum 0.9)."""
     import functools
 
@@ -322,7 +322,7 @@ def find_lr_demo(out_path: str = "find_lr.png", num_steps: int = 100, start_lr: 
 
     result = find_lr(model, torch.nn.CrossEntropyLoss(), loader(),
                      functools.partial(fusedlr.SGD, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY),
-                     start_lr=start_lr, end_lr=end_lr, num_steps=num_steps)
+                     start_lr=start_lr, end_lr=end_lr, num_steps=num_steps, method=method)
     if out_path:
         result.plot(out_path, title="LR range test: demo MLP on digits, fusedlr.SGD momentum 0.9")
     return result

@@ -69,6 +69,15 @@ def test_find_lr_command(tmp_path):
     assert out.exists()
 
 
+def test_find_lr_method_option(tmp_path):
+    out = tmp_path / "find_lr.png"
+    r = run("find-lr", "--method", "valley", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "suggested lr:" in r.stdout and "(valley: fastai's valley)" in r.stdout
+    bad = run("find-lr", "--method", "guess", "-o", str(out))
+    assert bad.returncode != 0 and "invalid choice" in bad.stderr
+
+
 def test_demo_command(tmp_path):
     r = run("demo", "--quick", "--epochs", "2", "--no-progress", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
