@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from fusedlr import schedules  # noqa: E402
+from fusedlr.convert import from_torch  # noqa: E402
 from fusedlr.diagnostics import DoubleScheduleWarning, HostLRUnknownError, HostLRWarning  # noqa: E402
 from fusedlr.interop import to_torch_state_dict  # noqa: E402
 from fusedlr.optim import SGD, Adam, AdamW  # noqa: E402
@@ -10,6 +11,7 @@ from fusedlr.plateau import ReduceLROnPlateau  # noqa: E402
 
 __all__ = [
     "SGD", "Adam", "AdamW", "ReduceLROnPlateau", "__version__", "schedules", "to_torch_state_dict",
+    "from_torch",
     "DoubleScheduleWarning", "HostLRUnknownError", "HostLRWarning",
 ]
 

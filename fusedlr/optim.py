@@ -487,6 +487,16 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         """The number of ``step()`` calls the schedule has counted (int64 tensor, device)."""
         return self._devices[next(iter(self._devices))].counter
 
+    def set_schedule_counter(self, count: int) -> None:
+        """Sets the schedule counter (the number of ``step()`` calls the schedule has counted)
+        on every device, and its host mirror: e.g. to continue a torch run at its step."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be an int >= 0, got {count!r}")
+        for ds in self._devices.values():
+            ds.counter.fill_(count)
+        self._host.count = count
+        self._host_mirror_exact()
+
     # -- state_dict -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return optimizer_state_dict(self, super().state_dict())

@@ -240,4 +240,16 @@ def test_lr_scale_is_left_to_the_scheduler_of_an_unscheduled_group():
     opt.step()
     ref.step()
     assert opt.get_host_lr() == [0.1]
-    torch.testing.assert_close(p, q, rtol=0, atol=0)
+    torch.testing.assert_close(p, q, rtol=1e-15, atol=1e-15)  # fma or not: an ulp
+
+
+def test_set_schedule_counter_moves_device_and_host():
+    p = torch.randn(3)
+    opt = fusedlr.SGD([p], lr=0.5, schedule=S.StepLR(2, 0.5))
+    opt.set_schedule_counter(5)
+    assert int(opt.schedule_counter) == opt.host_step_count == 5
+    assert opt.get_host_lr("next") == [float(v) for v in opt.get_last_lr()] == [0.5 * 0.5**2]
+    for bad in (-1, 2.0, True):
+        with pytest.raises(ValueError, match="count must be an int >= 0"):
+            opt.set_schedule_counter(bad)
+    assert opt.host_step_count == 5

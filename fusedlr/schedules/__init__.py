@@ -7,6 +7,7 @@ the first n values, computed by the same C++ code the kernels run.
 
 from ._base import MAX_CHAIN_DEPTH, ProgramBuilder, Schedule, from_dict
 from .composite import ChainedScheduler, SequentialLR
+from .convert import ConversionError, ConversionWarning, TorchSchedule, from_torch
 from .cyclic import CosineAnnealingWarmRestarts, CyclicLR, OneCycleLR
 from .modern import InverseSqrt, WarmupCosine, WarmupStableDecay
 from .tables import LambdaLR, MultiplicativeLR
@@ -34,6 +35,7 @@ from .torch_like import (
 )
 
 __all__ = [
+    "ConversionError", "ConversionWarning", "TorchSchedule", "from_torch",
     "MAX_CHAIN_DEPTH",
     "ChainedScheduler",
     "ConstantLR",
