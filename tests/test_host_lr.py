@@ -253,3 +253,25 @@ def test_set_schedule_counter_moves_device_and_host():
         with pytest.raises(ValueError, match="count must be an int >= 0"):
             opt.set_schedule_counter(bad)
     assert opt.host_step_count == 5
+
+
+def test_host_lr_follows_every_change_of_what_it_is_computed_from():
+    """The host evaluation is cached for a block of steps; a new schedule, an edited row, a new
+    group and loaded plateau factors must each show at once."""
+    p, q = torch.randn(3), torch.randn(2)
+    opt = fusedlr.SGD([{"params": [p]}], lr=0.5, schedule=S.StepLR(3, 0.5))
+    for _ in range(4):
+        p.grad = torch.randn_like(p)
+        opt.step()
+    assert opt.get_host_lr() == [0.25]
+    opt.param_groups[0]["schedule"] = S.ExponentialLR(0.5)
+    assert opt.get_host_lr("next") == [0.5 * 0.5**4]
+    opt.param_groups[0]["lr_scale"] = 0.5
+    assert opt.get_host_lr("next") == [0.25 * 0.5**4]
+    opt.add_param_group({"params": [q], "lr": 0.1, "schedule": None})
+    assert opt.get_host_lr("next") == [0.25 * 0.5**4, 0.1]
+    sd = opt.state_dict()
+    sd["fusedlr"]["lr_scale"] = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    opt.load_state_dict(sd)
+    assert opt.get_host_lr("next") == [0.125 * 0.5**4, 0.2]
+    assert opt.get_host_lr("next") == [float(v) for v in opt.get_last_lr()]
