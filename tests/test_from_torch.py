@@ -324,8 +324,8 @@ def test_cyclic_momentum_left_behind_inside_sequential_is_refused_naming_child_a
     assert fused.param_groups[0]["momentum"] != 0.9
 
 
-# The deviations table of docs/from_torch.md: (id, tree, step where torch and fusedlr part, the
-# child the message must name).
+# The deviations table of README.md ("Coming from torch.optim"): (id, tree, step where torch and
+# fusedlr part, the child the message must name).
 DEVIATIONS = [
     ("chain: child from its base lr", lambda o: tls.ChainedScheduler(
         [tls.StepLR(o, 30, 0.5), tls.CosineAnnealingWarmRestarts(o, 50)]),

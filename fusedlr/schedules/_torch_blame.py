@@ -2,7 +2,8 @@
 
 Called at the first step where the replay of torch and the fusedlr spec disagree
 (``_torch_check.compare``). The causes are the ways torch's recursive composition differs from
-a closed form (``docs/from_torch.md`` has a table with an example of each):
+a closed form (README.md, section "Coming from torch.optim", has a table with an example of
+each):
 
 - inside a ChainedScheduler, a child that computes its lr from its own base lr (LambdaLR,
   CosineAnnealingWarmRestarts, CyclicLR, OneCycleLR; CosineAnnealingLR past T_max) or a

@@ -12,20 +12,18 @@ What it returns (``TorchSchedule``), per param group of the scheduler's optimize
   step uses the lr of that time), and ``counter = step * steps_per_epoch + step_in_epoch``: the
   value the fused optimizer's ``schedule_counter`` must hold to continue from there. That is how
   the offset is represented: the spec is the whole schedule from t = 0, the counter says where
-  in it the run is (``fusedlr.from_torch`` sets it; by hand: ``opt.schedule_counter.fill_(c)``
-  then ``opt.sync_host_counter()``).
+  in it the run is (``fusedlr.from_torch`` sets it; by hand: ``opt.set_schedule_counter(c)``).
 
-Verification. torch's schedulers are recursive: each ``step()`` rewrites ``group['lr']`` from
-the lr before it, and ``SequentialLR`` / ``ChainedScheduler`` step their children in a way whose
-result is not always the closed form of the tree (``docs/from_torch.md`` lists the cases). So
-the converted spec is checked against torch itself: a copy of the scheduler tree, with its
-current state, is stepped on a stand-in optimizer (the real optimizer and scheduler are not
+Verification. torch's schedulers are recursive: each ``step()`` rewrites ``group['lr']`` from the
+lr before it, and ``SequentialLR`` / ``ChainedScheduler`` step their children in a way whose result
+is not always the closed form of the tree (README.md, section "Coming from torch.optim", lists the
+cases). So the converted spec is checked against torch itself: a copy of the scheduler tree, with
+its current state, is stepped on a stand-in optimizer (the real optimizer and scheduler are not
 touched) for ``check_steps`` steps and its lr and momentum are compared with the spec's
 ``values()`` / ``momentum_values()``. Where they part, ``from_torch`` raises ``ConversionError``
-naming the step, the group, both values and the child responsible (the default: a migration
-tool should not change a run silently), or with ``strict=False`` warns ``ConversionWarning``
-and returns fusedlr's closed form.
-"""
+naming the step, the group, both values and the child responsible (the default: a migration tool
+should not change a run silently), or with ``strict=False`` warns ``ConversionWarning`` and returns
+fusedlr's closed form. """
 
 from __future__ import annotations
 
@@ -158,7 +156,8 @@ def from_torch(scheduler, *, total_steps: int | None = None, steps_per_epoch: in
         if strict:
             raise ConversionError(
                 f"from_torch: {mismatch} Pass strict=False to accept fusedlr's closed form "
-                "(a ConversionWarning says where it differs); see docs/from_torch.md."
+                "(a ConversionWarning says where it differs); see README.md, 'Coming from "
+                "torch.optim'."
             )
         warnings.warn(f"from_torch: {mismatch} fusedlr's closed form is used.",
                       ConversionWarning, stacklevel=user_stacklevel())
