@@ -113,7 +113,8 @@ class HostLRMirror:
             raise ValueError(f"fallback must be one of {_FALLBACKS}, got {fallback!r}")
         if which == "next":
             self._sync_groups()  # a schedule=None group's lr may have been set since the step
-        reason = self.host_lr_unknown_reason
+        host = self._host
+        reason = self.host_lr_unknown_reason if host.blockers or host.compiled else None
         if reason is not None:
             if fallback == "raise":
                 raise HostLRUnknownError(
@@ -137,12 +138,12 @@ class HostLRMirror:
         the kernels' C++ on host copies once per _BLOCK steps, while the program, the rows and
         the plateau factors are unchanged (tensor versions; a step that streamed a large model
         leaves the caches cold, and one evaluation then costs ~0.2 ms)."""
-        sources = (self._host_program, self._host_rows, self._host_lr_scale)
-        key = sources + tuple(t._version for t in sources)  # held: an id could be reused
+        program, rows, scale = self._host_program, self._host_rows, self._host_lr_scale
+        key = (program, rows, scale, program._version, rows._version, scale._version)
         host = self._host
-        old = host.block_key
-        same = old is not None and all(a is b for a, b in zip(old[:3], sources, strict=True))
-        if (not same or old[3:] != key[3:] or not host.block_start <= count
+        old = host.block_key  # holds the tensors themselves: an id() could be reused
+        if (old is None or old[0] is not program or old[1] is not rows or old[2] is not scale
+                or old[3:] != key[3:] or not host.block_start <= count
                 or count >= host.block_start + len(host.block)):
             out = torch.empty(len(self._rows), 2, dtype=torch.float64)
             counter = torch.empty(1, dtype=torch.int64)

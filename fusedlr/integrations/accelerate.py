@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-import fusedlr
+from fusedlr.integrations._wrappers import unwrap
 
 try:
     from accelerate.optimizer import AcceleratedOptimizer
@@ -46,26 +46,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without accelera
     ) from exc
 
 __all__ = ["FusedLRAcceleratedOptimizer", "expose", "prepare", "unwrap"]
-
-_FUSEDLR_OPTIMIZERS = (fusedlr.SGD, fusedlr.Adam)  # AdamW subclasses Adam
-_MAX_WRAPPER_DEPTH = 16
-
-
-def unwrap(optimizer) -> torch.optim.Optimizer:
-    """The fusedlr optimizer inside ``optimizer``: itself, or found by following ``.optimizer``
-    through wrappers (``AcceleratedOptimizer``, and the backend wrappers that nest one more).
-    Raises ``TypeError`` when there is none."""
-    inner = optimizer
-    for _ in range(_MAX_WRAPPER_DEPTH):
-        if isinstance(inner, _FUSEDLR_OPTIMIZERS):
-            return inner
-        inner = getattr(inner, "optimizer", None)
-        if inner is None:
-            break
-    raise TypeError(
-        f"optimizer: expected a fusedlr optimizer (fusedlr.SGD / Adam / AdamW) or a wrapper "
-        f"around one, got {type(optimizer).__name__} wrapping no fusedlr optimizer"
-    )
 
 
 class FusedLRAcceleratedOptimizer(AcceleratedOptimizer):

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-import fusedlr
+from fusedlr.integrations._wrappers import find_fused
 
 if "pytorch_lightning" in sys.modules and "lightning.pytorch" not in sys.modules:
     import pytorch_lightning as pl
@@ -54,16 +54,10 @@ _AFTER_STEP = "after_step"  # on_train_batch_end: fusedlr optimizers, the step j
 _EPOCH_START = "epoch_start"  # on_train_epoch_start: every optimizer, the next step's values
 
 
-def _unwrap(optimizer: Any) -> Any:
-    """The optimizer inside a ``LightningOptimizer`` or a DeepSpeed wrapper, else itself."""
-    optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer
-    return getattr(optimizer, "optimizer", optimizer)  # DeepSpeed's wrapper
-
-
 def is_fusedlr_optimizer(optimizer: Any) -> bool:
     """Whether ``optimizer`` is a fusedlr SGD / Adam / AdamW (a ``LightningOptimizer`` or a
     DeepSpeed wrapper is looked through)."""
-    return isinstance(_unwrap(optimizer), (fusedlr.SGD, fusedlr.Adam))
+    return find_fused(optimizer) is not None
 
 
 def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
@@ -232,7 +226,7 @@ class LearningRateMonitor(pl.callbacks.LearningRateMonitor):
             return super()._get_optimizer_stats(optimizer, names)
         if self._phase == _BEFORE_STEP:
             return {}
-        optimizer = _unwrap(optimizer)
+        optimizer = find_fused(optimizer)
         which = "last" if self._phase == _AFTER_STEP else "next"
         lrs = optimizer.get_host_lr(which, fallback="device")
         momenta = (optimizer.get_host_momentum(which, fallback="device")

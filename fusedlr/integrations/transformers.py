@@ -38,7 +38,7 @@ import torch
 
 import fusedlr
 from fusedlr import schedules as S
-from fusedlr.integrations.accelerate import unwrap
+from fusedlr.integrations._wrappers import unwrap
 
 try:
     from transformers import Trainer
