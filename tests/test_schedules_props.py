@@ -147,7 +147,9 @@ def _horizon(spec) -> int:
         return spec._n + 1
     if isinstance(spec, fs.LinearWarmup) and isinstance(spec.schedule, fs.OneCycleLR):
         return spec.warmup_steps + spec.schedule._n + 1
-    return 150
+    # a composite shifts its children's time back (never forward): below the shortest
+    # OneCycleLR horizon inside, every child is within its own
+    return min([_horizon(c) for c in spec.children()] + [150])
 
 
 def _groups(spec) -> int:
