@@ -177,6 +177,8 @@ setup(
             "pytorch-lightning>=2.4,<3",
             "timm>=1.0,<2",
         ],
+        # Peer libraries whose schedules tests compare against (optax on jax's CPU backend).
+        "peers": ["optax>=0.2.4", "jax>=0.4.30"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

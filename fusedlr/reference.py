@@ -1,9 +1,10 @@
 """Independent pure-Python / pure-torch reference of every fusedlr formula (the test oracle).
 
 Written from the frameworks' published formulas and source (torch ``torch/optim/lr_scheduler.py``,
-``sgd.py``, ``adam.py``; Keras ``learning_rate_schedule.py`` and TF1 ``learning_rate_decay.py``;
-Paddle ``python/paddle/optimizer/lr.py``; HF transformers ``optimization.py``; optax
-``optax/schedules/_schedule.py``), never from fusedlr's own code.
+``swa_utils.py``, ``sgd.py``, ``adam.py``; Keras ``learning_rate_schedule.py`` and TF1
+``learning_rate_decay.py``; Paddle ``python/paddle/optimizer/lr.py``; HF transformers
+``optimization.py``; optax ``optax/schedules/_schedule.py`` and ``_join.py``), never from
+fusedlr's own code.
 
 Schedules are evaluated with plain Python floats (float64).  A schedule spec is any object whose
 class name is the schedule name and whose attributes are the constructor arguments (see
@@ -356,8 +357,23 @@ def _decay_progress(s, t):
 
 def _exponential_decay(s, t, base, group):
     """Keras ExponentialDecay: ``base * decay_rate ** p``, ``p = t / decay_steps``, floored if
-    ``staircase``.  (Paddle ExponentialDecay(gamma) is ``decay_steps = 1``.)"""
-    return base * s.decay_rate ** _decay_progress(s, t)
+    ``staircase``.  (Paddle ExponentialDecay(gamma) is ``decay_steps = 1``.)
+
+    With optax's ``transition_begin`` B and ``end_value`` (optax exponential_decay):
+    ``c = t - B``, ``p = c / decay_steps`` (floored if staircase), ``base`` where ``c <= 0`` else
+    ``base * decay_rate ** p``; then, with an end_value, ``max(v, end_value)`` if
+    ``decay_rate < 1`` else ``min(v, end_value)``, at every step.
+    """
+    begin = getattr(s, "transition_begin", 0)
+    end_value = getattr(s, "end_value", None)
+    count = t - begin
+    p = count / s.decay_steps
+    if s.staircase:
+        p = math.floor(p)
+    v = base if count <= 0 else base * s.decay_rate**p
+    if end_value is not None:
+        v = max(v, end_value) if s.decay_rate < 1.0 else min(v, end_value)
+    return v
 
 
 def _natural_exp_decay(s, t, base, group):
@@ -390,9 +406,11 @@ def _polynomial_decay(s, t, base, group):
 
 def _cosine_decay(s, t, base, group):
     """Keras CosineDecay (no warmup): ``base * ((1 - alpha) * (1 + cos(pi * s / decay_steps)) / 2
-    + alpha)`` with ``s = min(t, decay_steps)``."""
+    + alpha)`` with ``s = min(t, decay_steps)``.  optax cosine_decay_schedule's ``exponent`` e
+    raises the cosine factor: ``(1 - alpha) * cosine ** e + alpha``."""
     step = min(t, s.decay_steps)
-    return base * ((1 - s.alpha) * _cos_factor(step / s.decay_steps) + s.alpha)
+    cosine = _cos_factor(step / s.decay_steps) ** getattr(s, "exponent", 1.0)
+    return base * ((1 - s.alpha) * cosine + s.alpha)
 
 
 def _cosine_decay_restarts(s, t, base, group):
@@ -473,14 +491,15 @@ def _linear_warmup(s, t, base, group):
 
 
 def _warmup_stable_decay(s, t, base, group):
-    """HF transformers get_wsd_schedule (``num_cycles = 0.5``), factor of ``base``:
+    """HF transformers get_wsd_schedule, factor of ``base``:
 
     * ``t < W``: ``p = t / max(1, W)``; linear ``p``, cosine ``(1 - cos(pi p)) / 2``,
       1-sqrt ``1 - sqrt(1 - p)``; then ``f * (1 - r) + r`` (r = min_lr_ratio; HF warms up
       from ``r``, not from 0);
     * ``t < W + S``: 1;
     * ``t < W + S + D``: ``p = (t - W - S) / max(1, D)``; linear ``1 - p``, cosine
-      ``(1 + cos(pi p)) / 2``, 1-sqrt ``1 - sqrt(p)``; then ``f * (1 - r) + r``;
+      ``(1 + cos(pi * num_cycles * 2 * p)) / 2`` (num_cycles 0.5 by default), 1-sqrt
+      ``1 - sqrt(p)``; then ``f * (1 - r) + r``;
     * afterwards ``r``.
     """
     w, st, d, r = s.warmup_steps, s.stable_steps, s.decay_steps, s.min_lr_ratio
@@ -504,7 +523,8 @@ def _warmup_stable_decay(s, t, base, group):
         if kind == "linear":
             f = 1.0 - p
         elif kind == "cosine":
-            f = _cos_factor(p)
+            cycles = getattr(s, "num_cycles", 0.5)
+            f = 0.5 * (1.0 + math.cos(math.pi * float(cycles) * 2.0 * p))
         elif kind == "1-sqrt":
             f = 1.0 - math.sqrt(p)
         else:
@@ -529,7 +549,8 @@ def _warmup_cosine(s, t, base, group):
 
     * ``t < W``: ``(0 - base) * (1 - t / W) + base`` (optax linear_schedule);
     * else with ``D = total_steps - W``, ``k = min(t - W, D)``, ``alpha = end_value / base``
-      (0 if base == 0): ``base * ((1 - alpha) * (1 + cos(pi k / D)) / 2 + alpha)``.
+      (0 if base == 0): ``base * ((1 - alpha) * ((1 + cos(pi k / D)) / 2) ** exponent + alpha)``
+      (optax's exponent, 1 by default).
 
     ``total_steps <= W`` raises ValueError (optax's cosine_decay_schedule needs D > 0).
     """
@@ -541,7 +562,178 @@ def _warmup_cosine(s, t, base, group):
     end_value = s.end_factor * base
     alpha = 0.0 if base == 0 else end_value / base
     k = min(t - w, total - w)
-    return base * ((1 - alpha) * _cos_factor(k / (total - w)) + alpha)
+    cosine = _cos_factor(k / (total - w)) ** getattr(s, "exponent", 1.0)
+    return base * ((1 - alpha) * cosine + alpha)
+
+
+# --------------------------------------------------------------------------------------------
+# torch swa_utils, warmup from 0, optax joins and interpolation, HF warmup schedules
+
+
+def _swalr(s, t, base, group):
+    """torch.optim.swa_utils.SWALR, its recursion replayed from the construction step.
+
+    Step k (``_step_count - 1``; ``max(1, k)`` when ``anneal_epochs == 0``):
+    ``prev_alpha = f(clip((k - 1) / max(1, A), 0, 1))``, ``alpha = f(clip(k / max(1, A), 0, 1))``
+    with ``f(x) = x`` (linear) or ``(1 - cos(pi x)) / 2`` (cos); the group's lr is inverted to
+    ``L = swa_lr`` if ``prev_alpha == 1`` else ``(lr - prev_alpha * swa_lr) / (1 - prev_alpha)``
+    and becomes ``swa_lr * alpha + L * (1 - alpha)``.  ``base`` is the lr at construction.
+    """
+    swa = _per_group(s.swa_lr, group)
+    epochs = s.anneal_epochs
+
+    def anneal(x):
+        return x if s.anneal_strategy == "linear" else (1 - math.cos(math.pi * x)) / 2
+
+    lr = base
+    for k in range(t + 1):
+        step = max(1, k) if epochs == 0 else k
+        prev_alpha = anneal(max(0, min(1, (step - 1) / max(1, epochs))))
+        alpha = anneal(max(0, min(1, step / max(1, epochs))))
+        initial = swa if prev_alpha == 1 else (lr - prev_alpha * swa) / (1 - prev_alpha)
+        lr = swa * alpha + initial * (1 - alpha)
+    return lr
+
+
+def _relative_warmup(s, t, base, group):
+    """Warmup from 0 (HF's ``float(t) / float(max(1, W))`` times the lr; timm and optax ramp
+    the same line): ``base * t / max(1, W)`` for ``t < W``; then the wrapped schedule at
+    ``t - W`` (prefix: HF, optax join, timm warmup_prefix=True) or at ``t`` (timm's default),
+    or ``base`` when there is none."""
+    w = s.warmup_steps
+    if t < w:
+        return base * (float(t) / float(max(1, w)))
+    if s.schedule is None:
+        return base
+    return schedule_lr(s.schedule, t - w if s.prefix else t, base, group)
+
+
+def _join_schedules(s, t, base, group):
+    """optax join_schedules: ``out = S_0(t)``; for each boundary b_i and schedule S_i in order,
+    ``out = out if t < b_i else S_i(t - b_i)``."""
+    out = schedule_lr(s.schedules[0], t, base, group)
+    for boundary, child in zip(s.boundaries, s.schedules[1:], strict=True):
+        if t >= boundary:
+            out = schedule_lr(child, t - boundary, base, group)
+    return out
+
+
+def _piecewise_interpolate_value(kind, init, pairs, t):
+    """optax piecewise_interpolate_schedule at count t, ``pairs`` the sorted
+    (boundary, scale) items: bounds ``[0, b_1, ...]``, values the running product of
+    ``[init, s_1, ...]``; in ``[b_i, b_{i+1})`` interpolate with
+    ``pct = (t - b_i) / max(b_{i+1} - b_i, 1)`` (linear ``(end - start) * pct + start``,
+    cosine ``end + (start - end) / 2 * (cos(pi * pct) + 1)``); from the last bound, the last
+    value."""
+    bounds = [0] + [b for b, _ in pairs]
+    values = [init]
+    for _, scale in pairs:
+        values.append(values[-1] * scale)
+    for i in range(len(bounds) - 1):
+        if bounds[i] <= t < bounds[i + 1]:
+            pct = (t - bounds[i]) / max(bounds[i + 1] - bounds[i], 1)
+            start, end = values[i], values[i + 1]
+            if kind == "linear":
+                return (end - start) * pct + start
+            if kind == "cosine":
+                return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+            raise ValueError(f"PiecewiseInterpolate: unknown interpolate_type {kind!r}")
+    return values[-1]
+
+
+def _sorted_pairs(value):
+    items = value.items() if isinstance(value, dict) else (value or ())
+    return sorted((int(b), float(v)) for b, v in items)
+
+
+def _piecewise_interpolate(s, t, base, group):
+    """optax piecewise_interpolate_schedule from ``init_value`` (the group's lr by default)."""
+    init = base if s.init_value is None else s.init_value
+    return _piecewise_interpolate_value(s.interpolate_type, init,
+                                        _sorted_pairs(s.boundaries_and_scales), t)
+
+
+def _linear_one_cycle(s, t, base, group):
+    """optax linear_onecycle_schedule: piecewise_interpolate_schedule('linear',
+    peak / div_factor, {int(pct_start * T): div_factor, int(pct_final * T): 1 / div_factor,
+    T: 1 / final_div_factor}) (a later equal key replaces an earlier one, as in the dict)."""
+    steps = s.transition_steps
+    scales = {
+        int(s.pct_start * steps): s.div_factor,
+        int(s.pct_final * steps): 1.0 / s.div_factor,
+        steps: 1.0 / s.final_div_factor,
+    }
+    peak = _per_group(s.peak_value, group)
+    return _piecewise_interpolate_value("linear", peak / s.div_factor, sorted(scales.items()), t)
+
+
+def _hf_warmup(t, w):
+    """HF's warmup factor ``float(t) / float(max(1, W))``."""
+    return float(t) / float(max(1, w))
+
+
+def _linear_with_warmup(s, t, base, group):
+    """HF get_linear_schedule_with_warmup: warmup, then
+    ``max(0.0, float(N - t) / float(max(1, N - W)))``."""
+    w, n = s.warmup_steps, s.total_steps
+    if t < w:
+        return base * _hf_warmup(t, w)
+    return base * max(0.0, float(n - t) / float(max(1, n - w)))
+
+
+def _cosine_with_warmup(s, t, base, group):
+    """HF get_cosine_schedule_with_warmup / get_cosine_with_min_lr_schedule_with_warmup:
+    warmup, then ``progress = float(t - W) / float(max(1, N - W))``,
+    ``f = 0.5 * (1 + cos(pi * num_cycles * 2 * progress))``, ``max(0, f * (1 - r) + r)``."""
+    w, n = s.warmup_steps, s.total_steps
+    if t < w:
+        return base * _hf_warmup(t, w)
+    progress = float(t - w) / float(max(1, n - w))
+    factor = 0.5 * (1.0 + math.cos(math.pi * float(s.num_cycles) * 2.0 * progress))
+    return base * max(0, factor * (1 - s.min_lr_rate) + s.min_lr_rate)
+
+
+def _cosine_with_hard_restarts(s, t, base, group):
+    """HF get_cosine_with_hard_restarts_schedule_with_warmup: warmup, then 0 once
+    ``progress >= 1``, else ``max(0, 0.5 * (1 + cos(pi * ((num_cycles * progress) % 1))))``."""
+    w, n = s.warmup_steps, s.total_steps
+    if t < w:
+        return base * _hf_warmup(t, w)
+    progress = float(t - w) / float(max(1, n - w))
+    if progress >= 1.0:
+        return 0.0 * base
+    return base * max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(s.num_cycles) * progress)
+                                                              % 1.0))))
+
+
+def _polynomial_with_warmup(s, t, base, group):
+    """HF get_polynomial_decay_schedule_with_warmup (lr_init = optimizer.defaults['lr']):
+    warmup; past N ``lr_end / lr_init``; else ``((lr_init - lr_end) * (1 - (t - W) / (N - W))
+    ** power + lr_end) / lr_init``."""
+    w, n = s.warmup_steps, s.total_steps
+    if t < w:
+        return base * _hf_warmup(t, w)
+    if t > n:
+        return base * (s.lr_end / s.lr_init)
+    pct_remaining = 1 - (t - w) / (n - w)
+    decay = (s.lr_init - s.lr_end) * pct_remaining**s.power + s.lr_end
+    return base * (decay / s.lr_init)
+
+
+def _cosine_warmup_with_min_lr(s, t, base, group):
+    """HF get_cosine_with_min_lr_schedule_with_warmup_lr_rate, in floats: ``t < W``:
+    ``(t + 1) / max(1, W)``, or ``w0 + (1 - w0) * t / max(1, W - 1)`` with a warmup_lr_rate
+    w0; then ``progress = (t - W + 1) / max(1, N - W)`` and
+    ``max(0, f * (1 - r) + r)``, ``f = 0.5 * (1 + cos(pi * num_cycles * 2 * progress))``."""
+    step, w, n = float(t), float(s.warmup_steps), float(s.total_steps)
+    if step < w:
+        if s.warmup_lr_rate is None:
+            return base * ((step + 1.0) / max(1.0, w))
+        w0 = float(s.warmup_lr_rate)
+        return base * (w0 + (1.0 - w0) * step / max(1, w - 1))
+    progress = (step - w + 1.0) / max(1.0, n - w)
+    factor = 0.5 * (1.0 + math.cos(math.pi * s.num_cycles * 2.0 * progress))
+    return base * max(0, factor * (1 - s.min_lr_rate) + s.min_lr_rate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,6 +768,16 @@ _LR = {
     "WarmupStableDecay": _warmup_stable_decay,
     "InverseSqrt": _inverse_sqrt,
     "WarmupCosine": _warmup_cosine,
+    "SWALR": _swalr,
+    "RelativeWarmup": _relative_warmup,
+    "JoinSchedules": _join_schedules,
+    "PiecewiseInterpolate": _piecewise_interpolate,
+    "LinearOneCycle": _linear_one_cycle,
+    "LinearWithWarmup": _linear_with_warmup,
+    "CosineWithWarmup": _cosine_with_warmup,
+    "CosineWithHardRestarts": _cosine_with_hard_restarts,
+    "PolynomialWithWarmup": _polynomial_with_warmup,
+    "CosineWarmupWithMinLR": _cosine_warmup_with_min_lr,
 }
 
 
@@ -605,9 +807,10 @@ def schedule_lr(spec, t: int, base_lr: float, group: int = 0) -> float:
 def schedule_momentum(spec, t: int, group: int = 0) -> float | None:
     """The momentum (SGD momentum / Adam beta1) that ``spec`` imposes at ``t``, else None.
 
-    CyclicLR / OneCycleLR with ``cycle_momentum`` cycle it as torch does.  SequentialLR takes
-    the active child's; ChainedScheduler the last child that cycles (torch applies children in
-    order, the last write wins); LinearWarmup the wrapped schedule's after the warmup.
+    CyclicLR / OneCycleLR with ``cycle_momentum`` cycle it as torch does.  SequentialLR and
+    JoinSchedules take the active child's; ChainedScheduler the last child that cycles (torch
+    applies children in order, the last write wins); LinearWarmup and RelativeWarmup the wrapped
+    schedule's after the warmup.
     """
     _check_t(t)
     if spec is None:
@@ -631,6 +834,17 @@ def schedule_momentum(spec, t: int, group: int = 0) -> float | None:
         if t < spec.warmup_steps or isinstance(spec.schedule, (int, float)):
             return None
         return schedule_momentum(spec.schedule, t - spec.warmup_steps, group)
+    if name == "RelativeWarmup":
+        if t < spec.warmup_steps or spec.schedule is None:
+            return None
+        return schedule_momentum(spec.schedule, t - spec.warmup_steps if spec.prefix else t,
+                                 group)
+    if name == "JoinSchedules":
+        out = schedule_momentum(spec.schedules[0], t, group)
+        for boundary, child in zip(spec.boundaries, spec.schedules[1:], strict=True):
+            if t >= boundary:
+                out = schedule_momentum(child, t - boundary, group)
+        return out
     if name not in _LR:
         raise ValueError(f"unknown schedule {name!r}")
     return None

@@ -46,8 +46,8 @@ def _lambda_table(n):
     return st.lists(st.floats(0.0, 2.0), min_size=n, max_size=n)
 
 
-def _multistep():
-    return st.builds(sch.MultiStepLR, st.lists(nonneg_int, max_size=4).map(sorted), decay)
+def _multistep():  # any order, repeats allowed (torch's Counter)
+    return st.builds(sch.MultiStepLR, st.lists(nonneg_int, max_size=4), decay)
 
 
 def _piecewise():
@@ -87,7 +87,49 @@ def _wsd():
         sch.WarmupStableDecay, warmup_steps=nonneg_int, stable_steps=nonneg_int,
         decay_steps=nonneg_int, min_lr_ratio=unit,
         warmup_type=st.sampled_from(["linear", "cosine", "1-sqrt"]),
-        decay_type=st.sampled_from(["linear", "cosine", "1-sqrt"]))
+        decay_type=st.sampled_from(["linear", "cosine", "1-sqrt"]),
+        num_cycles=st.sampled_from([0.5, 0.25, 1.0, 1.7]))
+
+
+def _exponential_decay():
+    return st.builds(sch.ExponentialDecay, pos_int, st.floats(0.3, 1.5), st.booleans(),
+                     transition_begin=nonneg_int, end_value=st.none() | small_lr)
+
+
+def _piecewise_interpolate():
+    pairs = st.dictionaries(nonneg_int, st.floats(0.0, 2.0), max_size=4)
+    return st.builds(sch.PiecewiseInterpolate, st.sampled_from(["linear", "cosine"]), pairs,
+                     st.none() | small_lr)
+
+
+def _linear_one_cycle():
+    return st.builds(sch.LinearOneCycle, pos_int, small_lr, unit, unit, st.floats(1.0, 30.0),
+                     st.floats(1.0, 1e4))
+
+
+def _hf_steps(draw):
+    w = draw(nonneg_int)
+    return w, draw(st.integers(0, w + 12))
+
+
+def _polynomial_with_warmup():
+    @st.composite
+    def build(draw):
+        w, n = _hf_steps(draw)
+        assume(n != w)
+        lr_init = draw(small_lr)
+        return sch.PolynomialWithWarmup(w, n, lr_init, draw(st.floats(0.0, 0.99)) * lr_init,
+                                        draw(st.floats(0.0, 3.0)))
+
+    return build()
+
+
+def _hf(cls, *extra):
+    @st.composite
+    def build(draw):
+        return cls(*_hf_steps(draw), *[draw(e) for e in extra])
+
+    return build()
 
 
 LEAF = {
@@ -104,11 +146,11 @@ LEAF = {
         sch.MultiplicativeLR),
     "CosineAnnealingWarmRestarts": lambda: st.builds(
         sch.CosineAnnealingWarmRestarts, pos_int, st.integers(1, 3), st.floats(0.0, 0.1)),
-    "CosineDecay": lambda: st.builds(sch.CosineDecay, pos_int, unit),
+    "CosineDecay": lambda: st.builds(sch.CosineDecay, pos_int, unit, st.floats(0.2, 3.0)),
     "CosineDecayRestarts": lambda: st.builds(
         sch.CosineDecayRestarts, pos_int, st.floats(1.0, 3.0), st.floats(0.1, 1.0), unit),
     "CyclicLR": _cyclic,
-    "ExponentialDecay": lambda: st.builds(sch.ExponentialDecay, pos_int, decay, st.booleans()),
+    "ExponentialDecay": _exponential_decay,
     "InverseSqrt": lambda: st.builds(sch.InverseSqrt, nonneg_int, st.none() | pos_int),
     "InverseTimeDecay": lambda: st.builds(
         sch.InverseTimeDecay, pos_int, st.floats(0.0, 2.0), st.booleans()),
@@ -124,10 +166,46 @@ LEAF = {
     "PolynomialDecay": lambda: st.builds(
         sch.PolynomialDecay, pos_int, st.floats(0.0, 1e-3), st.floats(0.0, 3.0), st.booleans()),
     "WarmupCosine": lambda: st.integers(0, 6).flatmap(lambda w: st.builds(
-        sch.WarmupCosine, st.just(w), st.integers(w + 1, w + 12), unit)),
+        sch.WarmupCosine, st.just(w), st.integers(w + 1, w + 12), unit, st.floats(0.2, 3.0))),
     "WarmupStableDecay": _wsd,
+    "SWALR": lambda: st.builds(sch.SWALR, small_lr | st.lists(small_lr, min_size=3, max_size=3),
+                               nonneg_int, st.sampled_from(["cos", "linear"])),
+    "PiecewiseInterpolate": _piecewise_interpolate,
+    "LinearOneCycle": _linear_one_cycle,
+    "LinearWithWarmup": lambda: _hf(sch.LinearWithWarmup),
+    "CosineWithWarmup": lambda: _hf(sch.CosineWithWarmup, st.floats(0.0, 2.0), unit),
+    "CosineWithHardRestarts": lambda: _hf(sch.CosineWithHardRestarts, st.floats(0.0, 4.0)),
+    "PolynomialWithWarmup": _polynomial_with_warmup,
+    "CosineWarmupWithMinLR": lambda: _hf(sch.CosineWarmupWithMinLR, st.floats(0.0, 2.0), unit,
+                                         st.none() | unit),
 }
-COMPOSITE = {"SequentialLR", "ChainedScheduler", "LinearWarmup"}
+
+
+@st.composite
+def _sequential(draw, children):
+    kids = draw(st.lists(children, min_size=1, max_size=3))
+    ms = sorted(draw(st.sets(st.integers(1, 10), min_size=len(kids) - 1,
+                             max_size=len(kids) - 1)))
+    return sch.SequentialLR(kids, ms)
+
+
+@st.composite
+def _join(draw, children):  # optax boundaries: 0, repeated and unsorted allowed
+    kids = draw(st.lists(children, min_size=1, max_size=3))
+    bounds = draw(st.lists(st.integers(0, 10), min_size=len(kids) - 1, max_size=len(kids) - 1))
+    return sch.JoinSchedules(kids, bounds)
+
+
+# Schedules built around others: each gets its strategy from a strategy of children.
+COMPOSITE = {
+    "SequentialLR": _sequential,
+    "ChainedScheduler": lambda c: st.lists(c, min_size=1, max_size=3).map(sch.ChainedScheduler),
+    "LinearWarmup": lambda c: st.builds(sch.LinearWarmup, c | small_lr, pos_int, small_lr,
+                                        small_lr),
+    "RelativeWarmup": lambda c: st.builds(sch.RelativeWarmup, st.none() | c, nonneg_int,
+                                          st.booleans()),
+    "JoinSchedules": _join,
+}
 
 
 def _exported():
@@ -142,27 +220,21 @@ def _leaf_strategy():
 
 def _schedules():
     def extend(children):
-        @st.composite
-        def sequential(draw):
-            kids = draw(st.lists(children, min_size=1, max_size=3))
-            ms = sorted(draw(st.sets(st.integers(1, 10), min_size=len(kids) - 1,
-                                     max_size=len(kids) - 1)))
-            return sch.SequentialLR(kids, ms)
-
-        options = [sequential(), st.lists(children, min_size=1, max_size=3).map(
-            sch.ChainedScheduler)]
-        if hasattr(sch, "LinearWarmup"):
-            options.append(st.builds(sch.LinearWarmup, children | small_lr, pos_int,
-                                     small_lr, small_lr))
-        return st.one_of(*options)
+        return st.one_of(*[COMPOSITE[n](children) for n in _exported() if n in COMPOSITE])
 
     return st.none() | st.recursive(_leaf_strategy(), extend, max_leaves=4)
 
 
 def test_every_exported_schedule_has_a_strategy():
+    """Every exported schedule class is fuzzed: a leaf strategy or a composite one. A class
+    exported without one fails here (it would silently go unfuzzed)."""
     missing = [n for n in _exported() if n not in LEAF and n not in COMPOSITE]
-    if missing:
-        pytest.skip(f"exported schedules without a fuzz strategy in tests/test_fuzz.py: {missing}")
+    assert not missing, (
+        f"exported schedules without a fuzz strategy in tests/test_fuzz.py LEAF / COMPOSITE: "
+        f"{missing}"
+    )
+    stale = sorted((set(LEAF) | set(COMPOSITE)) - set(_exported()))
+    assert not stale, f"fuzz strategies for schedules that are not exported: {stale}"
 
 
 # -- optimizer configurations ----------------------------------------------------------

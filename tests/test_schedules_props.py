@@ -98,9 +98,47 @@ BUILDERS = {
     "WarmupStableDecay": lambda d: fs.WarmupStableDecay(d(small), d(small), d(small), d(unit),
                                                         d(modes), d(modes)),
     "InverseSqrt": lambda d: fs.InverseSqrt(d(small), d(st.one_of(st.none(), steps))),
-    "WarmupCosine": lambda d: (lambda w: fs.WarmupCosine(w, w + d(steps), d(st.floats(0, 1.5))))(
-        d(small)),
+    "WarmupCosine": lambda d: (lambda w: fs.WarmupCosine(w, w + d(steps), d(st.floats(0, 1.5)),
+                                                         d(st.floats(0.1, 4.0))))(d(small)),
+    "ExponentialDecayOptax": lambda d: fs.ExponentialDecay(
+        d(steps), d(st.floats(0.05, 3.0)), d(st.booleans()), d(small), d(st.one_of(st.none(), lr))),
+    "CosineDecayExponent": lambda d: fs.CosineDecay(d(steps), d(unit), d(st.floats(0.1, 4.0))),
+    "WarmupStableDecayCycles": lambda d: fs.WarmupStableDecay(
+        d(small), d(small), d(small), d(unit), d(modes), "cosine", d(st.floats(0.0, 3.0))),
+    "MultiStepLRUnsorted": lambda d: fs.MultiStepLR(d(st.lists(small, max_size=6)),
+                                                    d(st.floats(0.1, 1.0))),
+    "SWALR": lambda d: fs.SWALR(d(st.one_of(lr, st.lists(lr, min_size=3, max_size=3))),
+                                d(st.integers(0, 40)), d(st.sampled_from(["cos", "linear"]))),
+    "RelativeWarmup": lambda d: fs.RelativeWarmup(d(st.one_of(st.none(), SIMPLE)), d(small),
+                                                  d(st.booleans())),
+    "JoinSchedules": lambda d: (lambda kids: fs.JoinSchedules(
+        kids, d(st.lists(st.integers(0, 60), min_size=len(kids) - 1, max_size=len(kids) - 1))))(
+        d(st.lists(SIMPLE, min_size=1, max_size=4))),
+    "PiecewiseInterpolate": lambda d: fs.PiecewiseInterpolate(
+        d(st.sampled_from(["linear", "cosine"])),
+        d(st.dictionaries(st.integers(0, 120), st.floats(0.0, 3.0), max_size=6)),
+        d(st.one_of(st.none(), lr))),
+    "LinearOneCycle": lambda d: fs.LinearOneCycle(
+        d(st.integers(1, 140)), d(st.one_of(lr, st.lists(lr, min_size=3, max_size=3))),
+        d(unit), d(unit), d(st.floats(0.5, 100.0)), d(st.floats(0.5, 1e4))),
+    "LinearWithWarmup": lambda d: fs.LinearWithWarmup(d(small), d(st.integers(0, 120))),
+    "CosineWithWarmup": lambda d: fs.CosineWithWarmup(d(small), d(st.integers(0, 120)),
+                                                      d(st.floats(0.0, 3.0)), d(unit)),
+    "CosineWithHardRestarts": lambda d: fs.CosineWithHardRestarts(
+        d(small), d(st.integers(0, 120)), d(st.floats(0.0, 5.0))),
+    "PolynomialWithWarmup": lambda d: _polynomial_with_warmup(d),
+    "CosineWarmupWithMinLR": lambda d: fs.CosineWarmupWithMinLR(
+        d(small), d(st.integers(0, 120)), d(st.floats(0.0, 3.0)), d(unit),
+        d(st.one_of(st.none(), unit))),
 }
+
+
+def _polynomial_with_warmup(draw):
+    w, n = draw(small), draw(st.integers(0, 120))
+    assume(n != w)
+    lr_init = draw(st.floats(1e-3, 2.0))
+    return fs.PolynomialWithWarmup(w, n, lr_init, draw(st.floats(0.0, 0.999)) * lr_init,
+                                   draw(st.floats(0.0, 4.0)))
 
 
 def _horizon(spec) -> int:
@@ -109,12 +147,15 @@ def _horizon(spec) -> int:
         return spec._n + 1
     if isinstance(spec, fs.LinearWarmup) and isinstance(spec.schedule, fs.OneCycleLR):
         return spec.warmup_steps + spec.schedule._n + 1
-    return 150
+    # a composite shifts its children's time back (never forward): below the shortest
+    # OneCycleLR horizon inside, every child is within its own
+    return min([_horizon(c) for c in spec.children()] + [150])
 
 
 def _groups(spec) -> int:
     lists = [v for v in spec.args().values() if isinstance(v, tuple) and len(v) == 3]
-    return 3 if lists and isinstance(spec, (fs.CyclicLR, fs.OneCycleLR)) else 1
+    per_group = (fs.CyclicLR, fs.OneCycleLR, fs.SWALR, fs.LinearOneCycle)
+    return 3 if lists and isinstance(spec, per_group) else 1
 
 
 @SETTINGS
@@ -188,7 +229,8 @@ INVALID = [
       "final_div_factor": st.floats(-5, 0), "three_phase": st.sampled_from([0, "no"]),
       "base_momentum": NEG_FLOAT}),
     (fs.ExponentialDecay, dict(decay_steps=10, decay_rate=0.5),
-     {"decay_steps": NEG_INT, "decay_rate": st.floats(-5, 0), "staircase": st.just(1)}),
+     {"decay_steps": NEG_INT, "decay_rate": st.floats(-5, 0), "staircase": st.just(1),
+      "transition_begin": st.integers(-100, -1), "end_value": NEG_FLOAT}),
     (fs.NaturalExpDecay, dict(decay_steps=10, decay_rate=0.5),
      {"decay_steps": NEG_INT, "decay_rate": NEG_FLOAT}),
     (fs.InverseTimeDecay, dict(decay_steps=10, decay_rate=0.5),
@@ -197,7 +239,8 @@ INVALID = [
      {"decay_steps": NEG_INT, "end_learning_rate": NEG_FLOAT, "power": NEG_FLOAT,
       "cycle": st.just("yes")}),
     (fs.CosineDecay, dict(decay_steps=10),
-     {"decay_steps": NEG_INT, "alpha": st.one_of(NEG_FLOAT, st.floats(1.01, 5))}),
+     {"decay_steps": NEG_INT, "alpha": st.one_of(NEG_FLOAT, st.floats(1.01, 5)),
+      "exponent": st.floats(-5, 0)}),
     (fs.CosineDecayRestarts, dict(first_decay_steps=10),
      {"first_decay_steps": NEG_INT, "t_mul": st.floats(-1, 0.99), "m_mul": NEG_FLOAT,
       "alpha": NEG_FLOAT}),
@@ -216,12 +259,45 @@ INVALID = [
      {"warmup_steps": st.integers(-100, -1), "stable_steps": st.integers(-100, -1),
       "decay_steps": st.integers(-100, -1),
       "min_lr_ratio": st.one_of(NEG_FLOAT, st.floats(1.01, 3)),
-      "warmup_type": st.sampled_from(["exp", "sqrt"]), "decay_type": st.just("step")}),
+      "warmup_type": st.sampled_from(["exp", "sqrt"]), "decay_type": st.just("step"),
+      "num_cycles": NEG_FLOAT}),
     (fs.InverseSqrt, dict(warmup_steps=5),
      {"warmup_steps": st.integers(-100, -1), "timescale": NEG_INT}),
     (fs.WarmupCosine, dict(warmup_steps=5, total_steps=50),
      {"warmup_steps": st.integers(-100, -1), "total_steps": st.integers(-10, 5),
-      "end_factor": NEG_FLOAT}),
+      "end_factor": NEG_FLOAT, "exponent": st.floats(-5, 0)}),
+    (fs.SWALR, dict(swa_lr=0.05),
+     {"swa_lr": NEG_FLOAT, "anneal_epochs": st.integers(-100, -1),
+      "anneal_strategy": st.sampled_from(["cosine", "lin", ""])}),
+    (fs.RelativeWarmup, dict(schedule=fs.StepLR(3), warmup_steps=5),
+     {"schedule": st.sampled_from(["cos", 0.5, lambda t: 1.0]),
+      "warmup_steps": st.integers(-100, -1)}),
+    (fs.JoinSchedules, dict(schedules=[fs.StepLR(3), fs.StepLR(5)], boundaries=[4]),
+     {"schedules": st.sampled_from([[], [fs.StepLR(3), None], "x"]),
+      "boundaries": st.sampled_from([[-1], [], [1, 2], ["3"]])}),
+    (fs.PiecewiseInterpolate, dict(interpolate_type="linear", boundaries_and_scales={3: 0.5}),
+     {"interpolate_type": st.sampled_from(["lin", "cos", ""]),
+      "boundaries_and_scales": st.sampled_from([{-3: 0.5}, {3: -0.5}, [(3, 0.5, 1)], 7]),
+      "init_value": NEG_FLOAT}),
+    (fs.LinearOneCycle, dict(transition_steps=50, peak_value=0.1),
+     {"transition_steps": NEG_INT, "peak_value": NEG_FLOAT,
+      "pct_start": st.one_of(NEG_FLOAT, st.floats(1.01, 3)),
+      "pct_final": st.one_of(NEG_FLOAT, st.floats(1.01, 3)),
+      "div_factor": st.floats(-5, 0), "final_div_factor": st.floats(-5, 0)}),
+    (fs.LinearWithWarmup, dict(warmup_steps=5, total_steps=50),
+     {"warmup_steps": st.integers(-100, -1), "total_steps": st.integers(-100, -1)}),
+    (fs.CosineWithWarmup, dict(warmup_steps=5, total_steps=50),
+     {"warmup_steps": st.integers(-100, -1), "total_steps": st.integers(-100, -1),
+      "num_cycles": NEG_FLOAT, "min_lr_rate": st.one_of(NEG_FLOAT, st.floats(1.01, 3))}),
+    (fs.CosineWithHardRestarts, dict(warmup_steps=5, total_steps=50),
+     {"warmup_steps": st.integers(-100, -1), "num_cycles": NEG_FLOAT}),
+    (fs.PolynomialWithWarmup, dict(warmup_steps=5, total_steps=50, lr_init=0.1),
+     {"total_steps": st.sampled_from([5, -1]), "lr_init": st.floats(-1, 0),
+      "lr_end": st.one_of(NEG_FLOAT, st.floats(0.1, 5)), "power": NEG_FLOAT}),
+    (fs.CosineWarmupWithMinLR, dict(warmup_steps=5, total_steps=50),
+     {"warmup_steps": st.integers(-100, -1), "num_cycles": NEG_FLOAT,
+      "min_lr_rate": st.floats(1.01, 3), "warmup_lr_rate": st.one_of(NEG_FLOAT,
+                                                                      st.floats(1.01, 3))}),
 ]
 
 
@@ -230,7 +306,8 @@ def invalid_calls(draw):
     cls, kwargs, bad = draw(st.sampled_from(INVALID))
     name = draw(st.sampled_from(sorted(bad)))
     value = draw(st.one_of(bad[name], NOT_NUMBER)) if name not in (
-        "scale_fn", "schedule", "boundaries", "values") else draw(bad[name])
+        "scale_fn", "schedule", "schedules", "boundaries", "values",
+        "boundaries_and_scales") else draw(bad[name])
     return cls, {**kwargs, name: value}, name
 
 
@@ -241,8 +318,8 @@ def test_invalid_arguments_raise_naming_the_argument(call):
     value = kwargs[name]
     if name == "step_size_down" and value is None:
         return  # None is valid there (step_size_down = step_size_up)
-    if name == "timescale" and value is None:
-        return
+    if name in ("timescale", "end_value", "init_value", "warmup_lr_rate") and value is None:
+        return  # None is valid there (the default)
     if name == "cycle_momentum" and isinstance(value, bool):
         return
     if name in ("staircase", "cycle", "three_phase") and isinstance(value, bool):

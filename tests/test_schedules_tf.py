@@ -54,6 +54,35 @@ CASES = [
     fs.WarmupCosine(0, 50, 0.1),
 ]
 
+# issue 13: optax / HF parameters and kinds, warmup from 0, SWALR
+PEER_CASES = [
+    fs.ExponentialDecay(9, 0.7, transition_begin=13, end_value=0.02),
+    fs.ExponentialDecay(5, 1.2, staircase=True, transition_begin=3, end_value=2.5),
+    fs.CosineDecay(77, 0.05, exponent=2.5),
+    fs.WarmupCosine(11, 131, 0.1, exponent=0.6),
+    fs.WarmupStableDecay(13, 21, 57, 0.05, "1-sqrt", "cosine", num_cycles=1.75),
+    fs.MultiStepLR([90, 7, 33, 7, 0], 0.6),
+    fs.SWALR(0.01, 37),
+    fs.SWALR([0.02, 0.005, 0.3], 1, "linear"),
+    fs.SWALR(0.5, 0),
+    fs.RelativeWarmup(fs.CosineDecay(101), 17),
+    fs.RelativeWarmup(fs.CyclicLR(0.01, 0.1, 9), 13, prefix=False),
+    fs.RelativeWarmup(None, 19),
+    fs.JoinSchedules([fs.LinearLR(0.5, 1.0, 7), fs.CosineDecay(50), fs.StepLR(9, 0.7)],
+                     [23, 11]),
+    fs.JoinSchedules([fs.StepLR(3), fs.ExponentialLR(0.97)], [0]),
+    fs.PiecewiseInterpolate("linear", {0: 0.5, 23: 3.0, 61: 0.1, 200: 0.5}),
+    fs.PiecewiseInterpolate("cosine", [(17, 4.0), (101, 0.01)], init_value=0.02),
+    fs.LinearOneCycle(173, [0.1, 0.3, 0.05], 0.27, 0.79, 13.0, 300.0),
+    fs.LinearWithWarmup(29, 301),
+    fs.CosineWithWarmup(31, 257, 1.3, 0.07),
+    fs.CosineWithHardRestarts(17, 311, 3.5),
+    fs.PolynomialWithWarmup(19, 283, lr_init=0.03, lr_end=1e-4, power=1.7),
+    fs.CosineWarmupWithMinLR(23, 277, 0.5, 0.1),
+    fs.CosineWarmupWithMinLR(23, 277, 0.8, 0.0, warmup_lr_rate=0.25),
+]
+CASES += PEER_CASES
+
 
 def _agree(a: float, b: float) -> bool:
     return abs(a - b) <= REL * max(abs(a), abs(b)) + 1e-300
@@ -72,7 +101,7 @@ def test_matches_reference_over_many_steps(spec, base_lr):
         assert math.isnan(moms[t]) if m is None else _agree(moms[t], m), (t, moms[t], m)
 
 
-@pytest.mark.parametrize("spec", CASES[::3], ids=repr)
+@pytest.mark.parametrize("spec", CASES[::3] + PEER_CASES[::2], ids=repr)
 def test_through_the_optimizer_per_group(spec):
     lrs = (0.1, 0.02, 0.5)
     groups = [{"params": [torch.zeros(2, dtype=torch.float64)], "lr": lr} for lr in lrs]

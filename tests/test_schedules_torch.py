@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import random
 import warnings
 
 import pytest
@@ -285,3 +286,48 @@ def test_state_dict_round_trip_mid_run(spec):
         assert a == [float(x) for x in opt.get_last_momentum()]
         opt.step()
         resumed.step()
+
+
+def test_multistep_lr_unsorted_milestones_like_torch():
+    """torch keeps milestones in a Counter: any order, repeats counting once each."""
+    rng = random.Random(random.SystemRandom().randrange(2**32))
+    milestones = [rng.randrange(0, 30) for _ in range(rng.randrange(1, 9))]
+    gamma = rng.uniform(0.2, 0.95)
+    spec = fs.MultiStepLR(milestones, gamma)
+    assert spec.milestones == tuple(sorted(milestones))
+    assert spec == fs.MultiStepLR(sorted(milestones, reverse=True), gamma)
+    assert_same(spec, lambda o: tls.MultiStepLR(o, milestones, gamma), 40)
+
+
+SWALR_CASES = [
+    ("cos", dict(swa_lr=0.01, anneal_epochs=10)),
+    ("linear-per-group", dict(swa_lr=[0.01, 0.2, 0.003], anneal_epochs=23,
+                              anneal_strategy="linear")),
+    ("cos-per-group-long", dict(swa_lr=[0.04, 0.001, 0.5], anneal_epochs=97)),
+    ("anneal_epochs=0", dict(swa_lr=[0.02, 0.3, 0.001], anneal_epochs=0)),
+    ("anneal_epochs=0-linear", dict(swa_lr=0.07, anneal_epochs=0, anneal_strategy="linear")),
+    ("anneal_epochs=1", dict(swa_lr=[0.02, 0.3, 0.001], anneal_epochs=1)),
+    ("anneal_epochs=1-linear", dict(swa_lr=0.5, anneal_epochs=1, anneal_strategy="linear")),
+    ("swa_lr-above-lr", dict(swa_lr=0.9, anneal_epochs=7)),
+]
+
+
+@pytest.mark.parametrize("kwargs", [c[1] for c in SWALR_CASES], ids=[c[0] for c in SWALR_CASES])
+def test_swalr_matches_torch(kwargs):
+    """torch's SWALR (recursive: it inverts its own previous blend every step) against the
+    closed form, per group, well past the annealing."""
+    from torch.optim.swa_utils import SWALR
+
+    spec = fs.SWALR(**kwargs)
+    assert_same(spec, lambda o: SWALR(o, **kwargs), kwargs["anneal_epochs"] + 60)
+
+
+def test_swalr_random_against_torch():
+    rng = random.Random(random.SystemRandom().randrange(2**32))
+    from torch.optim.swa_utils import SWALR
+
+    for _ in range(5):
+        kw = dict(swa_lr=[rng.uniform(0.0, 0.6) for _ in GROUP_LRS],
+                  anneal_epochs=rng.randrange(0, 50),
+                  anneal_strategy=rng.choice(["cos", "linear"]))
+        assert_same(fs.SWALR(**kw), lambda o, kw=kw: SWALR(o, **kw), kw["anneal_epochs"] + 20)

@@ -36,7 +36,8 @@ EXAMPLES = {
     "CosineAnnealingWarmRestarts": lambda: schedules.CosineAnnealingWarmRestarts(3, T_mult=2),
     "CyclicLR": lambda: schedules.CyclicLR(0.01, 0.1, step_size_up=2, mode="triangular2"),
     "OneCycleLR": lambda: schedules.OneCycleLR(0.1, total_steps=10),
-    "ExponentialDecay": lambda: schedules.ExponentialDecay(3, 0.9, staircase=True),
+    "ExponentialDecay": lambda: schedules.ExponentialDecay(3, 0.9, staircase=True,
+                                                           transition_begin=1, end_value=0.05),
     "NaturalExpDecay": lambda: schedules.NaturalExpDecay(3, 0.5),
     "InverseTimeDecay": lambda: schedules.InverseTimeDecay(3, 0.5),
     "PolynomialDecay": lambda: schedules.PolynomialDecay(4, 1e-4, power=2.0, cycle=True),
@@ -48,7 +49,21 @@ EXAMPLES = {
     "LinearWarmup": lambda: schedules.LinearWarmup(schedules.CosineAnnealingLR(5), 3, 0.0, 0.1),
     "WarmupStableDecay": lambda: schedules.WarmupStableDecay(2, 3, 4, decay_type="1-sqrt"),
     "InverseSqrt": lambda: schedules.InverseSqrt(3),
-    "WarmupCosine": lambda: schedules.WarmupCosine(2, 8, end_factor=0.1),
+    "WarmupCosine": lambda: schedules.WarmupCosine(2, 8, end_factor=0.1, exponent=2.0),
+    "SWALR": lambda: schedules.SWALR(0.01, anneal_epochs=3),
+    "RelativeWarmup": lambda: schedules.RelativeWarmup(schedules.CosineDecay(6), 2),
+    "JoinSchedules": lambda: schedules.JoinSchedules(
+        [schedules.ConstantLR(0.5, 0), schedules.ExponentialLR(0.8), schedules.StepLR(2)],
+        [3, 2]),
+    "PiecewiseInterpolate": lambda: schedules.PiecewiseInterpolate("cosine", {2: 0.5, 6: 0.1}),
+    "LinearOneCycle": lambda: schedules.LinearOneCycle(8, 0.1, pct_final=0.6),
+    "LinearWithWarmup": lambda: schedules.LinearWithWarmup(2, 8),
+    "CosineWithWarmup": lambda: schedules.CosineWithWarmup(2, 8, num_cycles=0.7,
+                                                           min_lr_rate=0.1),
+    "CosineWithHardRestarts": lambda: schedules.CosineWithHardRestarts(1, 9, num_cycles=2),
+    "PolynomialWithWarmup": lambda: schedules.PolynomialWithWarmup(2, 8, lr_init=0.1,
+                                                                   lr_end=1e-3, power=2.0),
+    "CosineWarmupWithMinLR": lambda: schedules.CosineWarmupWithMinLR(2, 8, min_lr_rate=0.1),
 }
 
 

@@ -7,6 +7,9 @@
 // `t` is the schedule time (>= 0), `base` the incoming lr. Every function is
 // __host__ __device__: no recursion, no exceptions, only <cmath> and integer math.
 // Where a comment names a framework, the arithmetic follows its source order.
+//
+// A parameter added to an existing kind goes after its old ones and is encoded so that the
+// all-zero tail of an old node keeps the old meaning (a value plus a "given" flag).
 #pragma once
 
 namespace fusedlr {
@@ -29,6 +32,15 @@ enum CatalogKind : int {
   kWarmupStableDecay = 25,
   kInverseSqrt = 26,
   kWarmupCosine = 27,
+  // issue 13: torch swa_utils, HF transformers and optax kinds (schedule_peers.h)
+  kSWALR = 28,
+  kRelativeWarmup = 29,
+  kPiecewiseInterpolate = 30,
+  kLinearWithWarmup = 31,
+  kCosineWithWarmup = 32,
+  kCosineWithHardRestarts = 33,
+  kPolynomialWithWarmup = 34,
+  kCosineWarmupWithMinLR = 35,
 };
 
 // (1 + cos(pi x)) / 2, as 0.5 * (1.0 + cos(pi * x)).
@@ -158,9 +170,17 @@ FUSEDLR_INLINE double decay_progress(const double* p, int64_t t) {
   return p[2] != 0.0 ? floor(q) : q;
 }
 
-// ExponentialDecay: p = [decay_steps, decay_rate, staircase]; base * decay_rate^p.
+// ExponentialDecay (Keras; optax exponential_decay): p = [decay_steps, decay_rate, staircase,
+// transition_begin, has_end_value, end_value]. c = t - transition_begin, q = c / decay_steps
+// (floored when staircase); base if c <= 0 else base * decay_rate^q; with an end_value, clipped
+// to max(., end_value) if decay_rate < 1 else min(., end_value) (optax's order).
 FUSEDLR_HD inline double exponential_decay(const double* p, int64_t t, double base) {
-  return base * pow(p[1], decay_progress(p, t));
+  const double count = static_cast<double>(t) - p[3];
+  double q = count / p[0];
+  if (p[2] != 0.0) q = floor(q);
+  double v = count <= 0.0 ? base : base * pow(p[1], q);
+  if (p[4] != 0.0) v = p[1] < 1.0 ? fmax(v, p[5]) : fmin(v, p[5]);
+  return v;
 }
 
 // NaturalExpDecay (TF1 natural_exp_decay): base * exp(-decay_rate * p).
@@ -187,11 +207,13 @@ FUSEDLR_HD inline double polynomial_decay(const double* p, int64_t t, double bas
   return (base - p[1]) * pow(1.0 - s / horizon, p[2]) + p[1];
 }
 
-// CosineDecay: p = [decay_steps, alpha]; s = min(t, D);
-// base * ((1 - alpha) * (1 + cos(pi s / D)) / 2 + alpha).
+// CosineDecay: p = [decay_steps, alpha, exponent, has_exponent]; s = min(t, D);
+// base * ((1 - alpha) * ((1 + cos(pi s / D)) / 2)^exponent + alpha) (exponent: optax's, 1 when
+// not given).
 FUSEDLR_HD inline double cosine_decay(const double* p, int64_t t, double base) {
   const double s = fmin(static_cast<double>(t), p[0]);
-  return base * ((1.0 - p[1]) * half_cos(s / p[0]) + p[1]);
+  const double c = half_cos(s / p[0]);
+  return base * ((1.0 - p[1]) * (p[3] != 0.0 ? pow(c, p[2]) : c) + p[1]);
 }
 
 // CosineDecayRestarts: p = [first_decay_steps, t_mul, m_mul, alpha]. c = t / first;
@@ -282,12 +304,12 @@ FUSEDLR_HD inline double piecewise_constant(const double* prog, const double* p,
 // ---------------------------------------------------------------------------------------------
 // HF transformers / optax
 
-// WarmupStableDecay (HF get_wsd_schedule): p = [W, S, D, r, warmup_type, decay_type], types
-// 0 linear, 1 cosine, 2 1-sqrt. Factor of base:
+// WarmupStableDecay (HF get_wsd_schedule): p = [W, S, D, r, warmup_type, decay_type, num_cycles,
+// has_num_cycles], types 0 linear, 1 cosine, 2 1-sqrt; num_cycles 0.5 when not given. Factor:
 //   t < W:         q = t / max(1, W); linear q, cosine (1 - cos(pi q)) / 2, 1-sqrt 1 - sqrt(1 - q);
 //   t < W + S:     1;
-//   t < W + S + D: q = (t - W - S) / max(1, D); linear 1 - q, cosine (1 + cos(pi q)) / 2,
-//                  1-sqrt 1 - sqrt(q);
+//   t < W + S + D: q = (t - W - S) / max(1, D); linear 1 - q,
+//                  cosine (1 + cos(pi * num_cycles * 2 * q)) / 2, 1-sqrt 1 - sqrt(q);
 //   warmup / decay factors f become max(0, f * (1 - r) + r); after the decay: r.
 FUSEDLR_HD inline double warmup_stable_decay(const double* p, int64_t t, double base) {
   const int64_t w = as_index(p[0]);
@@ -304,7 +326,9 @@ FUSEDLR_HD inline double warmup_stable_decay(const double* p, int64_t t, double 
   } else if (t < w + s + d) {
     const double q = static_cast<double>(t - w - s) / static_cast<double>(d > 1 ? d : 1);
     const int kind = static_cast<int>(p[5]);
-    f = kind == 0 ? 1.0 - q : (kind == 1 ? half_cos(q) : 1.0 - sqrt(q));
+    const double cycles = p[7] != 0.0 ? p[6] : 0.5;
+    f = kind == 0 ? 1.0 - q
+                  : (kind == 1 ? 0.5 * (1.0 + cos(M_PI * cycles * 2.0 * q)) : 1.0 - sqrt(q));
   } else {
     return base * r;
   }
@@ -321,9 +345,9 @@ FUSEDLR_HD inline double inverse_sqrt(const double* p, int64_t t, double base) {
 }
 
 // WarmupCosine (optax warmup_cosine_decay_schedule, init 0, peak base, end end_factor * base):
-// p = [W, total_steps, end_factor]. t < W: (0 - base) * (1 - t / W) + base; else with
-// D = total - W, k = min(t - W, D), alpha = end_value / base (0 if base == 0):
-// base * ((1 - alpha) * (1 + cos(pi k / D)) / 2 + alpha).
+// p = [W, total_steps, end_factor, exponent, has_exponent]. t < W: (0 - base) * (1 - t / W) +
+// base; else with D = total - W, k = min(t - W, D), alpha = end_value / base (0 if base == 0):
+// base * ((1 - alpha) * ((1 + cos(pi k / D)) / 2)^exponent + alpha) (exponent 1 if not given).
 FUSEDLR_HD inline double warmup_cosine(const double* p, int64_t t, double base) {
   const int64_t w = as_index(p[0]);
   const int64_t total = as_index(p[1]);
@@ -331,15 +355,23 @@ FUSEDLR_HD inline double warmup_cosine(const double* p, int64_t t, double base) 
   const double end_value = p[2] * base;
   const double alpha = base == 0.0 ? 0.0 : end_value / base;
   const int64_t k = (t - w) < (total - w) ? (t - w) : (total - w);
-  return base * ((1.0 - alpha) * half_cos(static_cast<double>(k) / static_cast<double>(total - w)) +
-                 alpha);
+  const double c = half_cos(static_cast<double>(k) / static_cast<double>(total - w));
+  return base * ((1.0 - alpha) * (p[4] != 0.0 ? pow(c, p[3]) : c) + alpha);
 }
+
+}  // namespace fusedlr
+
+#include "schedule_peers.h"
+
+namespace fusedlr {
 
 // ---------------------------------------------------------------------------------------------
 // Hooks called by eval_schedule / eval_leaf (schedule.h)
 
-// Kinds whose evaluation may tail-call a child (e.g. LinearWarmup).
-FUSEDLR_INLINE bool is_catalog_wrapper(int kind) { return kind == kLinearWarmup; }
+// Kinds whose evaluation may tail-call a child (LinearWarmup, RelativeWarmup).
+FUSEDLR_INLINE bool is_catalog_wrapper(int kind) {
+  return kind == kLinearWarmup || kind == kRelativeWarmup;
+}
 
 // A wrapper either returns a value (*child left < 0) or sets *child and
 // shifts *t for the child.
@@ -350,8 +382,8 @@ FUSEDLR_HD inline double eval_catalog_wrapper(const double* prog, int64_t node, 
                                               double base, int64_t* child) {
   const double* p = prog + node + 1;
   *child = -1;
+  if (static_cast<int>(prog[node]) == kRelativeWarmup) return relative_warmup(p, t, base, child);
   if (static_cast<int>(prog[node]) != kLinearWarmup) return sched_nan();
-  (void)base;
   const int64_t w = as_index(p[0]);
   if (*t < w) return (p[2] - p[1]) * static_cast<double>(*t) / static_cast<double>(w) + p[1];
   if (p[3] < 0.0) return p[4];
@@ -395,6 +427,20 @@ FUSEDLR_HD inline double eval_catalog_leaf(const double* prog, int64_t node, int
       return inverse_sqrt(p, t, base);
     case kWarmupCosine:
       return warmup_cosine(p, t, base);
+    case kSWALR:
+      return swalr(p, t, base);
+    case kPiecewiseInterpolate:
+      return piecewise_interpolate(prog, p, t, base);
+    case kLinearWithWarmup:
+      return base * linear_with_warmup(p, t);
+    case kCosineWithWarmup:
+      return base * cosine_with_warmup(p, t);
+    case kCosineWithHardRestarts:
+      return base * cosine_with_hard_restarts(p, t);
+    case kPolynomialWithWarmup:
+      return base * polynomial_with_warmup(p, t);
+    case kCosineWarmupWithMinLR:
+      return base * cosine_warmup_with_min_lr(p, t);
     default:
       return sched_nan();
   }

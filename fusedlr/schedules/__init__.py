@@ -6,10 +6,19 @@ the first n values, computed by the same C++ code the kernels run.
 """
 
 from ._base import MAX_CHAIN_DEPTH, ProgramBuilder, Schedule, from_dict
-from .composite import ChainedScheduler, SequentialLR
+from .composite import ChainedScheduler, JoinSchedules, RelativeWarmup, SequentialLR
 from .convert import ConversionError, ConversionWarning, TorchSchedule, from_torch
 from .cyclic import CosineAnnealingWarmRestarts, CyclicLR, OneCycleLR
+from .hf import from_hf
+from .hf_like import (
+    CosineWarmupWithMinLR,
+    CosineWithHardRestarts,
+    CosineWithWarmup,
+    LinearWithWarmup,
+    PolynomialWithWarmup,
+)
 from .modern import InverseSqrt, WarmupCosine, WarmupStableDecay
+from .optax_like import LinearOneCycle, PiecewiseInterpolate
 from .tables import LambdaLR, MultiplicativeLR
 from .tf_keras import (
     CosineDecay,
@@ -24,6 +33,7 @@ from .tf_keras import (
     PolynomialDecay,
 )
 from .torch_like import (
+    SWALR,
     ConstantLR,
     CosineAnnealingLR,
     ExponentialLR,
@@ -36,22 +46,28 @@ from .torch_like import (
 
 __all__ = [
     "ConversionError", "ConversionWarning", "TorchSchedule", "from_torch",
-    "MAX_CHAIN_DEPTH",
     "ChainedScheduler",
     "ConstantLR",
     "CosineAnnealingLR",
     "CosineAnnealingWarmRestarts",
     "CosineDecay",
     "CosineDecayRestarts",
+    "CosineWarmupWithMinLR",
+    "CosineWithHardRestarts",
+    "CosineWithWarmup",
     "CyclicLR",
     "ExponentialDecay",
     "ExponentialLR",
     "InverseSqrt",
     "InverseTimeDecay",
+    "JoinSchedules",
     "LambdaLR",
     "LinearCosineDecay",
     "LinearLR",
+    "LinearOneCycle",
     "LinearWarmup",
+    "LinearWithWarmup",
+    "MAX_CHAIN_DEPTH",
     "MultiStepLR",
     "MultiplicativeLR",
     "NaturalExpDecay",
@@ -59,13 +75,18 @@ __all__ = [
     "NoisyLinearCosineDecay",
     "OneCycleLR",
     "PiecewiseConstant",
+    "PiecewiseInterpolate",
     "PolynomialDecay",
     "PolynomialLR",
+    "PolynomialWithWarmup",
     "ProgramBuilder",
+    "RelativeWarmup",
+    "SWALR",
     "Schedule",
     "SequentialLR",
     "StepLR",
     "WarmupCosine",
     "WarmupStableDecay",
     "from_dict",
+    "from_hf",
 ]

@@ -51,6 +51,16 @@ class Kind:
     WARMUP_STABLE_DECAY = 25
     INVERSE_SQRT = 26
     WARMUP_COSINE = 27
+    # issue 13 (csrc/include/schedule_peers.h); JoinSchedules packs into SEQUENTIAL nodes and
+    # LinearOneCycle into PIECEWISE_INTERPOLATE
+    SWALR = 28
+    RELATIVE_WARMUP = 29
+    PIECEWISE_INTERPOLATE = 30
+    LINEAR_WITH_WARMUP = 31
+    COSINE_WITH_WARMUP = 32
+    COSINE_WITH_HARD_RESTARTS = 33
+    POLYNOMIAL_WITH_WARMUP = 34
+    COSINE_WARMUP_WITH_MIN_LR = 35
 
 
 class ProgramBuilder:

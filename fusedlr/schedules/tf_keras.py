@@ -45,19 +45,43 @@ class _Decay(Schedule):
 
 
 class ExponentialDecay(_Decay):
-    r"""Exponential decay (Keras ``ExponentialDecay``).
+    r"""Exponential decay (Keras ``ExponentialDecay``; optax ``exponential_decay`` with its
+    ``transition_begin`` and ``end_value``).
 
-    .. math:: \eta_t = \eta_0 \cdot \text{decay\_rate}^{p}, \quad p = t / \text{decay\_steps}
+    .. math:: \eta_t = \operatorname{clip}\left(\begin{cases} \eta_0 & c \le 0 \\
+              \eta_0 \cdot \text{decay\_rate}^{p} & c > 0 \end{cases}\right), \quad
+              c = t - \text{transition\_begin}, \ p = c / \text{decay\_steps}
               \ (\lfloor p \rfloor \text{ if staircase})
 
-    Paddle's ``ExponentialDecay(gamma)`` is this with ``decay_steps=1``.
+    ``decay_steps`` is optax's ``transition_steps``. With an ``end_value`` (absolute, as optax's)
+    the lr is clipped to :math:`\max(\cdot, \text{end\_value})` when ``decay_rate < 1`` and to
+    :math:`\min(\cdot, \text{end\_value})` otherwise, at every step (the hold before
+    ``transition_begin`` too), as optax. Without them it is Keras' schedule; Paddle's
+    ``ExponentialDecay(gamma)`` is this with ``decay_steps=1``.
 
     >>> ExponentialDecay(decay_steps=2, decay_rate=0.25).values(3).tolist()
     [1.0, 0.5, 0.25]
+    >>> ExponentialDecay(1, 0.5, transition_begin=2, end_value=0.2).values(6).tolist()
+    [1.0, 1.0, 1.0, 0.5, 0.25, 0.2]
     """
 
-    _kind = Kind.EXPONENTIAL_DECAY
-    _strict_rate = True
+    _fields = ("decay_steps", "decay_rate", "staircase", "transition_begin", "end_value")
+
+    def __init__(self, decay_steps: int, decay_rate: float, staircase: bool = False,
+                 transition_begin: int = 0, end_value: float | None = None):
+        owner = "ExponentialDecay"
+        self.decay_steps = check_int("decay_steps", decay_steps, 1, owner=owner)
+        self.decay_rate = check_float("decay_rate", decay_rate, 0.0, owner=owner, strict_min=True)
+        self.staircase = check_bool("staircase", staircase, owner=owner)
+        self.transition_begin = check_int("transition_begin", transition_begin, 0, owner=owner)
+        self.end_value = (None if end_value is None
+                          else check_float("end_value", end_value, 0.0, owner=owner))
+
+    def _encode(self, b: ProgramBuilder, group: int) -> int:
+        has_end = self.end_value is not None
+        return b.node(Kind.EXPONENTIAL_DECAY, self.decay_steps, self.decay_rate,
+                      float(self.staircase), self.transition_begin, float(has_end),
+                      self.end_value if has_end else 0.0)
 
 
 class NaturalExpDecay(_Decay):
@@ -128,26 +152,34 @@ class PolynomialDecay(Schedule):
 
 
 class CosineDecay(Schedule):
-    r"""Cosine decay to ``alpha`` times the initial lr (Keras ``CosineDecay``, no warmup).
+    r"""Cosine decay to ``alpha`` times the initial lr (Keras ``CosineDecay``, no warmup; optax
+    ``cosine_decay_schedule`` with its ``exponent``).
 
-    .. math:: \eta_t = \eta_0 \left((1 - \alpha) \frac{1 + \cos(\pi s / D)}{2} + \alpha\right),
-              \quad s = \min(t, D)
+    .. math:: \eta_t = \eta_0 \left((1 - \alpha) \left(\frac{1 + \cos(\pi s / D)}{2}
+              \right)^{e} + \alpha\right), \quad s = \min(t, D)
 
-    Past ``decay_steps`` it holds :math:`\alpha \eta_0` (torch's ``CosineAnnealingLR`` rises
-    again instead).
+    with :math:`e` = ``exponent`` (1: Keras'). Past ``decay_steps`` it holds
+    :math:`\alpha \eta_0` (torch's ``CosineAnnealingLR`` rises again instead).
 
     >>> [round(x, 12) for x in CosineDecay(decay_steps=2, alpha=0.1).values(4).tolist()]
     [1.0, 0.55, 0.1, 0.1]
+    >>> [round(x, 12) for x in CosineDecay(decay_steps=2, exponent=2.0).values(3).tolist()]
+    [1.0, 0.25, 0.0]
     """
 
-    _fields = ("decay_steps", "alpha")
+    _fields = ("decay_steps", "alpha", "exponent")
 
-    def __init__(self, decay_steps: int, alpha: float = 0.0):
+    def __init__(self, decay_steps: int, alpha: float = 0.0, exponent: float = 1.0):
         self.decay_steps = check_int("decay_steps", decay_steps, 1, owner="CosineDecay")
         self.alpha = check_float("alpha", alpha, 0.0, 1.0, owner="CosineDecay")
+        self.exponent = check_float("exponent", exponent, 0.0, owner="CosineDecay",
+                                    strict_min=True)
 
     def _encode(self, b: ProgramBuilder, group: int) -> int:
-        return b.node(Kind.COSINE_DECAY, self.decay_steps, self.alpha)
+        # exponent 1 packs as the old node (no flag): pow(c, 1) is not bit-exact everywhere
+        given = self.exponent != 1.0
+        return b.node(Kind.COSINE_DECAY, self.decay_steps, self.alpha,
+                      self.exponent if given else 0.0, float(given))
 
 
 class CosineDecayRestarts(Schedule):

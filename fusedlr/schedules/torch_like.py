@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._base import Kind, ProgramBuilder, Schedule, check_float, check_int
+from ._base import (
+    Kind,
+    ProgramBuilder,
+    Schedule,
+    check_choice,
+    check_float,
+    check_int,
+    check_per_group_float,
+    per_group,
+)
 
 
 class StepLR(Schedule):
@@ -35,8 +44,13 @@ class MultiStepLR(Schedule):
 
     .. math:: \eta_t = \eta_0 \cdot \gamma^{|\{m \in \text{milestones} : m \le t\}|}
 
+    Milestones may come in any order, as torch takes them (a Counter); they are kept sorted
+    (``milestones`` reads back sorted, with repetitions).
+
     >>> MultiStepLR([1, 3], gamma=0.1).values(4).tolist()
     [1.0, 0.1, 0.1, 0.010000000000000002]
+    >>> MultiStepLR([3, 1, 3], gamma=0.5).milestones
+    (1, 3, 3)
     """
 
     _fields = ("milestones", "gamma")
@@ -46,9 +60,7 @@ class MultiStepLR(Schedule):
             check_int(f"milestones[{i}]", m, 0, owner="MultiStepLR")
             for i, m in enumerate(_as_seq(milestones, "milestones", "MultiStepLR"))
         )
-        if list(ms) != sorted(ms):
-            raise ValueError(f"MultiStepLR: milestones must be sorted, got {list(ms)}")
-        self.milestones = ms
+        self.milestones = tuple(sorted(ms))
         self.gamma = check_float("gamma", gamma, 0.0, owner="MultiStepLR", strict_min=True)
 
     def _encode(self, b: ProgramBuilder, group: int) -> int:
@@ -183,6 +195,44 @@ class NoamDecay(Schedule):
 
     def _encode(self, b: ProgramBuilder, group: int) -> int:
         return b.node(Kind.NOAM, self.d_model, self.warmup_steps)
+
+
+class SWALR(Schedule):
+    r"""Anneals the lr to ``swa_lr`` over ``anneal_epochs`` steps, then holds it (torch
+    ``torch.optim.swa_utils.SWALR``, for stochastic weight averaging).
+
+    .. math:: \eta_t = s \, \alpha_t + \eta_0 (1 - \alpha_t), \quad
+              u = \min(1, t / A) \ (u = 1 \text{ if } A = 0), \quad
+              \alpha_t = \tfrac{1 - \cos \pi u}{2} \text{ (cos)} \text{ or } u \text{ (linear)}
+
+    with :math:`s` = ``swa_lr`` (absolute; one value or one per param group), :math:`A` =
+    ``anneal_epochs`` and :math:`\eta_0` the lr the schedule starts from: the group's lr (inside
+    a ChainedScheduler, the previous child's output). torch computes this recursively, each step
+    recovering :math:`\eta_0` by inverting its previous blend from the group's current lr; the
+    closed form is that recursion without its rounding. So ``A = 0`` gives ``swa_lr`` from the
+    start and ``A = 1`` gives :math:`\eta_0` then ``swa_lr``, as torch.
+
+    torch's usual loop steps SWALR only after ``swa_start``, so it anneals from the lr another
+    scheduler left; here ``SequentialLR([S, SWALR(...)], [swa_start])`` anneals from the group's
+    lr (every SequentialLR child starts from it).
+
+    >>> [round(x, 12) for x in SWALR(0.1, anneal_epochs=2).values(4).tolist()]
+    [1.0, 0.55, 0.1, 0.1]
+    """
+
+    _fields = ("swa_lr", "anneal_epochs", "anneal_strategy")
+
+    def __init__(self, swa_lr, anneal_epochs: int = 10, anneal_strategy: str = "cos"):
+        owner = "SWALR"
+        self.swa_lr = check_per_group_float("swa_lr", swa_lr, 0.0, owner=owner)
+        self.anneal_epochs = check_int("anneal_epochs", anneal_epochs, 0, owner=owner)
+        self.anneal_strategy = check_choice("anneal_strategy", anneal_strategy, ("cos", "linear"),
+                                            owner=owner)
+
+    def _encode(self, b: ProgramBuilder, group: int) -> int:
+        swa_lr = per_group(self.swa_lr, group, "swa_lr", "SWALR")
+        return b.node(Kind.SWALR, swa_lr, self.anneal_epochs,
+                      float(self.anneal_strategy == "linear"))
 
 
 def _as_seq(value, name: str, owner: str) -> tuple:
