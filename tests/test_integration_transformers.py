@@ -104,7 +104,7 @@ def indices(model, group):
 HF_TYPES = [
     ("linear", {}, True),
     ("cosine", {}, True),
-    ("cosine", {"num_cycles": 1.25}, False),
+    ("cosine", {"num_cycles": 1.25}, True),
     ("cosine_with_restarts", {}, True),
     ("cosine_with_restarts", {"num_cycles": 3}, True),
     ("polynomial", {}, True),
@@ -115,8 +115,8 @@ HF_TYPES = [
     ("inverse_sqrt", {"timescale": 13}, True),
     ("cosine_with_min_lr", {"min_lr_rate": 0.1}, True),
     ("cosine_with_min_lr", {"min_lr": 2e-4}, True),
-    ("cosine_warmup_with_min_lr", {"min_lr_rate": 0.05}, False),
-    ("cosine_warmup_with_min_lr", {"min_lr_rate": 0.05, "warmup_lr_rate": 0.2}, False),
+    ("cosine_warmup_with_min_lr", {"min_lr_rate": 0.05}, True),
+    ("cosine_warmup_with_min_lr", {"min_lr_rate": 0.05, "warmup_lr_rate": 0.2}, True),
     ("warmup_stable_decay", {"num_decay_steps": 7}, True),
     ("warmup_stable_decay", {"num_decay_steps": 9, "min_lr_ratio": 0.1, "warmup_type": "cosine",
                              "decay_type": "1-sqrt"}, True),
@@ -193,7 +193,8 @@ def test_bad_arguments_are_named(call, match):
 def test_trainer_schedule_reads_training_arguments(tmp_path):
     args = training_args(tmp_path, lr_scheduler_type="cosine_with_min_lr", warmup_steps=0.1,
                          lr_scheduler_kwargs='{"min_lr": 3e-4}')
-    assert trainer_schedule(args, 50) == S.WarmupCosine(5, 50, end_factor=3e-4 / 3e-3)  # HF's
+    assert trainer_schedule(args, 50) == S.from_hf("cosine_with_min_lr", 5, 50, lr_init=3e-3,
+                                                   min_lr=3e-4)
 
 
 # -- Trainer --------------------------------------------------------------------------------------

@@ -81,15 +81,13 @@ def hf_schedule(name: str, num_training_steps: int, num_warmup_steps: int | floa
     ``lr_end``) and by ``min_lr``; ``group_lr`` the lr of the group the schedule is for
     (default ``lr_init``; matters for ``polynomial`` only).
 
-    Closed forms: linear, cosine (num_cycles 0.5), cosine_with_restarts (when the cycles
-    divide the decay steps), polynomial, constant, constant_with_warmup, inverse_sqrt,
-    cosine_with_min_lr (num_cycles 0.5), warmup_stable_decay (num_cycles 0.5). Every other
-    case (cosine_warmup_with_min_lr, other num_cycles, degenerate lengths) is HF's own lambda
-    tabulated over the run (``fusedlr.schedules.LambdaLR``), exact by construction; so is a
-    closed form that does not agree with the lambda at some step.
+    The closed form is ``fusedlr.schedules.from_hf``'s (every HF schedule but the metric-driven
+    ones), used once it agrees with HF's lambda at every step; where from_hf refuses the
+    arguments (degenerate lengths) or disagrees, HF's own lambda is tabulated over the run
+    (``fusedlr.schedules.LambdaLR``), exact by construction.
 
     >>> hf_schedule("cosine", num_training_steps=100, num_warmup_steps=0.1)
-    WarmupCosine(warmup_steps=10, total_steps=100, end_factor=0.0)
+    CosineWithWarmup(warmup_steps=10, total_steps=100, num_cycles=0.5, min_lr_rate=0.0)
     """
     name = SchedulerType(name).value  # HF's error for an unknown name
     if name in _METRIC_DRIVEN:
@@ -114,7 +112,7 @@ def hf_schedule(name: str, num_training_steps: int, num_warmup_steps: int | floa
 
     factor = _hf_lambda(name, warmup, steps, kwargs, lr_init)
     reference = [float(factor(t)) for t in range(steps + 1)]
-    spec = _closed_form(name, getattr(factor, "keywords", {}), warmup, steps, lr_init, group_lr)
+    spec = _closed_form(name, kwargs, warmup, steps, lr_init)
     if spec is not None and _agrees(spec, reference, group_lr):
         return spec
     return S.LambdaLR(reference)
@@ -139,50 +137,13 @@ def _hf_lambda(name, warmup, steps, kwargs, lr_init):
     return scheduler.lr_lambdas[0]
 
 
-def _closed_form(name, k, W, N, lr_init, group_lr) -> S.Schedule | None:
-    """The closed-form fusedlr spec of HF's schedule ``name`` with resolved keywords ``k``,
-    or None where fusedlr has none (the caller tabulates)."""
-    cycles = k.get("num_cycles", 0.5)
-    if name == "constant":
-        return S.ConstantLR(1.0, total_iters=0)
-    if name == "constant_with_warmup":
-        return _after_warmup(W, S.ConstantLR(1.0, total_iters=0))
-    if name == "linear":  # t/W, then (N - t)/(N - W) down to 0: a WSD with no stable phase
-        return S.WarmupStableDecay(W, 0, max(0, N - W), 0.0, "linear", "linear")
-    if name == "inverse_sqrt":
-        return S.InverseSqrt(W, k.get("timescale"))
-    if name == "cosine" and cycles == 0.5 and N > W:
-        return S.WarmupCosine(W, N)
-    if name == "cosine_with_min_lr" and cycles == 0.5 and N > W and k["min_lr_rate"] >= 0:
-        return S.WarmupCosine(W, N, end_factor=k["min_lr_rate"])
-    if name == "cosine_with_restarts" and N > W and _divides(cycles, N - W):
-        restarts = S.CosineAnnealingWarmRestarts((N - W) // int(cycles))
-        tail = S.ConstantLR(0.0, total_iters=0)  # HF: 0 from step N on
-        if W == 0:
-            return S.SequentialLR([restarts, tail], [N])
-        return S.SequentialLR([_warmup(W), restarts, tail], [W, N])
-    if name == "polynomial" and N > W:
-        end = k["lr_end"] * group_lr / lr_init  # HF's lr_end is absolute for the lr_init group
-        return _after_warmup(W, S.PolynomialDecay(N - W, end, k["power"]))
-    if name == "warmup_stable_decay" and cycles == 0.5 and k["num_stable_steps"] >= 0 \
-            and 0 <= k["min_lr_ratio"] <= 1:
-        return S.WarmupStableDecay(W, k["num_stable_steps"], k["num_decay_steps"],
-                                   k["min_lr_ratio"], k["warmup_type"], k["decay_type"])
-    return None
-
-
-def _warmup(W: int) -> S.Schedule:
-    """HF's warmup factor t / max(1, W) for t < W (WarmupStableDecay's warmup phase)."""
-    return S.WarmupStableDecay(W, 0, 0)
-
-
-def _divides(cycles, steps: int) -> bool:
-    """Whether ``cycles`` is a whole number >= 1 of equal restart periods in ``steps``."""
-    return float(cycles).is_integer() and cycles >= 1 and steps % int(cycles) == 0
-
-
-def _after_warmup(W: int, then: S.Schedule) -> S.Schedule:
-    return S.SequentialLR([_warmup(W), then], [W]) if W else then
+def _closed_form(name, kwargs, W, N, lr_init) -> S.Schedule | None:
+    """``fusedlr.schedules.from_hf``'s closed form of HF's schedule, or None where it has none
+    for these arguments (the caller then tabulates HF's lambda)."""
+    try:
+        return S.from_hf(name, W, N, lr_init=lr_init, **kwargs)
+    except (TypeError, ValueError):
+        return None
 
 
 def _agrees(spec: S.Schedule, reference: list[float], group_lr: float) -> bool:
