@@ -8,9 +8,11 @@ from fusedlr.diagnostics import DoubleScheduleWarning, HostLRUnknownError, HostL
 from fusedlr.interop import to_torch_state_dict  # noqa: E402
 from fusedlr.optim import SGD, Adam, AdamW  # noqa: E402
 from fusedlr.plateau import ReduceLROnPlateau  # noqa: E402
+from fusedlr.schedule_free import AdamWScheduleFree, SGDScheduleFree  # noqa: E402
 
 __all__ = [
-    "SGD", "Adam", "AdamW", "ReduceLROnPlateau", "__version__", "schedules", "to_torch_state_dict",
+    "SGD", "Adam", "AdamW", "ReduceLROnPlateau", "SGDScheduleFree", "AdamWScheduleFree",
+    "__version__", "schedules", "to_torch_state_dict",
     "from_torch",
     "DoubleScheduleWarning", "HostLRUnknownError", "HostLRWarning",
 ]

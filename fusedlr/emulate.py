@@ -20,6 +20,7 @@ BLOCK_THREADS = 512  # kBlockThreads
 MAX_BLOCKS = 320  # kMaxBlocks
 SGD_MAX_TENSORS = 48  # DepthTraits<3>::kMaxTensors
 ADAM_MAX_TENSORS = 36  # DepthTraits<5>::kMaxTensors
+SCHEDULE_FREE_MAX_TENSORS = 40  # DepthTraits<4>::kMaxTensors (schedule_free_block.h)
 
 
 def emulate_sgd_update_(params, grads, momentum_buffers, steps, meta, hparams, group_lr,
@@ -39,6 +40,20 @@ def emulate_adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, 
     _ops.emulate_adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
                               meta, hparams, group_lr, grad_scale, found_inf,
                               max_tensors_per_launch, threads_per_block, max_blocks_per_launch)
+
+
+def emulate_schedule_free_(params, grads, zs, exp_avg_sqs, groups, hparams, state, mode, *,
+                           max_tensors_per_launch=0, threads_per_block=BLOCK_THREADS,
+                           max_blocks_per_launch=0) -> None:
+    """``schedule_free_update_`` (mode 0) or ``schedule_free_swap_`` (1: train, 2: eval; grads
+    and exp_avg_sqs empty) through the CUDA kernel body; 0 means the kernel's capacity."""
+    _ops.emulate_schedule_free_(params, grads, zs, exp_avg_sqs, groups, hparams, state, mode,
+                                max_tensors_per_launch, threads_per_block, max_blocks_per_launch)
+
+
+def emulate_schedule_free_prepare_(program, hparams, state, threads_per_block=64) -> None:
+    """``schedule_free_prepare_`` through the CUDA kernel body (one thread per group)."""
+    _ops.emulate_schedule_free_prepare_(program, hparams, state, threads_per_block)
 
 
 def launch_plan_stats(numels, elem_size, max_tensors_per_launch=0,
@@ -62,4 +77,16 @@ def _emulate_sgd_update_fake(params, grads, momentum_buffers, steps, meta, hpara
 def _emulate_adam_update_fake(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta,
                               hparams, group_lr, grad_scale, found_inf, max_tensors_per_launch,
                               threads_per_block, max_blocks_per_launch=0):
+    return None
+
+
+@torch.library.register_fake("fusedlr::emulate_schedule_free_")
+def _emulate_schedule_free_fake(params, grads, zs, exp_avg_sqs, groups, hparams, state, mode,
+                                max_tensors_per_launch, threads_per_block,
+                                max_blocks_per_launch=0):
+    return None
+
+
+@torch.library.register_fake("fusedlr::emulate_schedule_free_prepare_")
+def _emulate_schedule_free_prepare_fake(program, hparams, state, threads_per_block):
     return None

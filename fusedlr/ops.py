@@ -31,6 +31,21 @@ def adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, m
                       hparams, group_lr, grad_scale, found_inf)
 
 
+def schedule_free_prepare_(program, hparams, state) -> None:
+    """Advances every group's schedule-free state row by one step (schedule_free.h)."""
+    _ops.schedule_free_prepare_(program, hparams, state)
+
+
+def schedule_free_update_(params, grads, zs, exp_avg_sqs, groups, hparams, state) -> None:
+    """Schedule-free SGD (exp_avg_sqs empty) / AdamW update of one device's tensors."""
+    _ops.schedule_free_update_(params, grads, zs, exp_avg_sqs, groups, hparams, state)
+
+
+def schedule_free_swap_(params, zs, groups, hparams, to_train: bool) -> None:
+    """train() (to_train) or eval() switch of the params through z."""
+    _ops.schedule_free_swap_(params, zs, groups, hparams, to_train)
+
+
 def schedule_values(program: torch.Tensor, root: int, base_lr: float, start: int, n: int):
     """Rows (lr, momentum) of the program at t = start .. start+n-1 (host evaluation)."""
     return _ops.schedule_values(program, root, base_lr, start, n)
@@ -50,6 +65,21 @@ def _sgd_update_fake(params, grads, momentum_buffers, steps, meta, hparams, grou
 @torch.library.register_fake("fusedlr::adam_update_")
 def _adam_update_fake(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta,
                       hparams, group_lr, grad_scale, found_inf):
+    return None
+
+
+@torch.library.register_fake("fusedlr::schedule_free_prepare_")
+def _schedule_free_prepare_fake(program, hparams, state):
+    return None
+
+
+@torch.library.register_fake("fusedlr::schedule_free_update_")
+def _schedule_free_update_fake(params, grads, zs, exp_avg_sqs, groups, hparams, state):
+    return None
+
+
+@torch.library.register_fake("fusedlr::schedule_free_swap_")
+def _schedule_free_swap_fake(params, zs, groups, hparams, to_train):
     return None
 
 

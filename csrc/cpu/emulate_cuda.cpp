@@ -22,26 +22,10 @@
 #include <vector>
 
 #include "check_args.h"
+#include "cpu/emulate_elem_traits.h"
 #include "multi_tensor.h"
 
 namespace fusedlr {
-namespace mt {
-
-template <>
-struct ElemTraits<c10::Half> {
-  using Opmath = float;
-  static inline float load(c10::Half x) { return static_cast<float>(x); }
-  static inline c10::Half store(float x) { return c10::Half(x); }
-};
-template <>
-struct ElemTraits<c10::BFloat16> {
-  using Opmath = float;
-  static inline float load(c10::BFloat16 x) { return static_cast<float>(x); }
-  static inline c10::BFloat16 store(float x) { return c10::BFloat16(x); }
-};
-
-}  // namespace mt
-
 namespace {
 
 struct LaunchShape {

@@ -7,12 +7,18 @@
 
 #include <cstdint>
 
+#include "schedule_free.h"
 #include "update.h"
 
 namespace fusedlr {
 
 template <typename T>
 using SgdSpanFn = void (*)(T* p, T* g, void* buf, int64_t n, const SgdScalars& s);
+// Schedule-free span: param y, grad, z and (AdamW) v, all of the param's type; grad and v
+// are null for a train/eval switch, v for SGD.
+template <typename T>
+using ScheduleFreeSpanFn = void (*)(T* y, const T* g, T* z, T* v, int64_t n,
+                                    const ScheduleFreeScalars& s);
 template <typename T>
 using AdamSpanFn = void (*)(T* p, T* g, void* m, void* v, void* vmax, int64_t n,
                             const AdamScalars& s);
@@ -29,6 +35,10 @@ struct KernelTable {
   AdamSpanFn<double> adam_f64;
   AdamSpanFn<c10::BFloat16> adam_bf16;
   AdamSpanFn<c10::Half> adam_f16;
+  ScheduleFreeSpanFn<float> schedule_free_f32;
+  ScheduleFreeSpanFn<double> schedule_free_f64;
+  ScheduleFreeSpanFn<c10::BFloat16> schedule_free_bf16;
+  ScheduleFreeSpanFn<c10::Half> schedule_free_f16;
 };
 
 KernelTable kernel_table_default();

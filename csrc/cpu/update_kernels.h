@@ -129,6 +129,43 @@ void adam_span(T* p, T* g, void* m_v, void* v_v, void* vmax_v, int64_t n, const 
   }
 }
 
+// Schedule-free update or train/eval switch (schedule_free.h) of n elements; the state z and
+// v have the param's type (as the schedulefree package keeps them).
+template <typename T>
+void schedule_free_span(T* y, const T* g, T* z, T* v, int64_t n, const ScheduleFreeScalars& s) {
+  using L = Lanes<T>;
+  using O = typename L::O;
+  using OVec = typename L::OVec;
+  const ScheduleFreeCoeffs<OVec> cv = ScheduleFreeCoeffs<OVec>::template make<O>(s);
+  const ScheduleFreeCoeffs<O> cs = ScheduleFreeCoeffs<O>::template make<O>(s);
+  const bool update = s.mode == kSfUpdate;
+  const bool adam = update && s.adam;
+  int64_t i = 0;
+  for (; i + L::kStep <= n; i += L::kStep) {
+    OVec yv[L::kParts], gv[L::kParts], zv[L::kParts], vv[L::kParts];
+    L::load(y + i, yv);
+    L::load(z + i, zv);
+    for (int k = 0; k < L::kParts; ++k) gv[k] = vv[k] = OVec(O(0));
+    if (update) L::load(g + i, gv);
+    if (adam) L::load(v + i, vv);
+    for (int k = 0; k < L::kParts; ++k) {
+      schedule_free_element<OVec, VecOps<OVec>>(yv[k], gv[k], zv[k], vv[k], cv);
+    }
+    L::store(y + i, yv);
+    if (update) L::store(z + i, zv);
+    if (adam) L::store(v + i, vv);
+  }
+  for (; i < n; ++i) {
+    O yv = static_cast<O>(y[i]), zv = static_cast<O>(z[i]);
+    O gv = update ? static_cast<O>(g[i]) : O(0);
+    O vv = adam ? static_cast<O>(v[i]) : O(0);
+    schedule_free_element<O, ScalarOps<O>>(yv, gv, zv, vv, cs);
+    y[i] = static_cast<T>(yv);
+    if (update) z[i] = static_cast<T>(zv);
+    if (adam) v[i] = static_cast<T>(vv);
+  }
+}
+
 inline KernelTable make_table(const char* isa) {
   return KernelTable{isa,
                      &sgd_span<float>,
@@ -138,7 +175,11 @@ inline KernelTable make_table(const char* isa) {
                      &adam_span<float>,
                      &adam_span<double>,
                      &adam_span<c10::BFloat16>,
-                     &adam_span<c10::Half>};
+                     &adam_span<c10::Half>,
+                     &schedule_free_span<float>,
+                     &schedule_free_span<double>,
+                     &schedule_free_span<c10::BFloat16>,
+                     &schedule_free_span<c10::Half>};
 }
 
 }  // namespace FUSEDLR_ISA_NS

@@ -8,27 +8,11 @@
 
 #include <vector>
 
+#include "cuda/elem_traits_cuda.h"
 #include "cuda/launch.h"
 #include "multi_tensor.h"
 
 namespace fusedlr {
-namespace mt {
-
-// 16-bit params: opmath float, round-to-nearest-even on the way back.
-template <>
-struct ElemTraits<__half> {
-  using Opmath = float;
-  static __device__ __forceinline__ float load(__half x) { return __half2float(x); }
-  static __device__ __forceinline__ __half store(float x) { return __float2half_rn(x); }
-};
-template <>
-struct ElemTraits<__nv_bfloat16> {
-  using Opmath = float;
-  static __device__ __forceinline__ float load(__nv_bfloat16 x) { return __bfloat162float(x); }
-  static __device__ __forceinline__ __nv_bfloat16 store(float x) { return __float2bfloat16_rn(x); }
-};
-
-}  // namespace mt
 
 namespace {
 

@@ -1,0 +1,106 @@
+// CUDA launchers of the schedule-free ops. Arguments are checked first
+// (schedule_free_args.h), then the tensors are taken apart into raw device
+// pointers and the kernels of schedule_free_kernels.cu run on the current
+// stream. Nothing here waits for the device: the per-step scalars are computed by
+// a one-thread-per-group kernel into the device state row that the update reads.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "cuda/schedule_free_launch.h"
+#include "schedule_free_args.h"
+
+namespace fusedlr {
+namespace {
+
+cuda::ElemType sf_elem_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat:
+      return cuda::ElemType::kFloat;
+    case at::kDouble:
+      return cuda::ElemType::kDouble;
+    case at::kHalf:
+      return cuda::ElemType::kHalf;
+    default:
+      return cuda::ElemType::kBFloat16;  // others are rejected by the checks
+  }
+}
+
+void check_sf_launch(const char* op, int err) {
+  TORCH_CHECK(err == 0, op, ": CUDA launch failed: ", cuda::error_string(err));
+}
+
+void launch_all(const char* op, at::TensorList params, at::TensorList grads, at::TensorList zs,
+                at::TensorList exp_avg_sqs, const at::Tensor& groups, const at::Tensor& hparams,
+                const double* state, int mode) {
+  TORCH_CHECK(hparams.device().is_cuda(), op, ": the CUDA kernel got tensors on ",
+              hparams.device());
+  const c10::cuda::CUDAGuard guard(hparams.device());
+  void* stream = c10::cuda::getCurrentCUDAStream(hparams.device().index()).stream();
+  const int64_t n = static_cast<int64_t>(params.size());
+  const bool update = mode == kSfUpdate;
+  const bool adam = update && static_cast<int64_t>(exp_avg_sqs.size()) == n && n > 0;
+  const int64_t* gp = groups.data_ptr<int64_t>();
+  for (at::ScalarType st : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
+    std::vector<cuda::ScheduleFreeTensor> tensors;
+    for (int64_t i = 0; i < n; ++i) {
+      if (params[i].scalar_type() != st) continue;
+      cuda::ScheduleFreeTensor t{};
+      t.ptr[0] = params[i].data_ptr();
+      t.ptr[1] = update ? grads[i].data_ptr() : nullptr;
+      t.ptr[2] = zs[i].data_ptr();
+      t.ptr[3] = adam ? exp_avg_sqs[i].data_ptr() : nullptr;
+      t.numel = params[i].numel();
+      t.group = static_cast<int32_t>(gp[i]);
+      tensors.push_back(t);
+    }
+    if (tensors.empty()) continue;
+    check_sf_launch(op, cuda::launch_schedule_free(
+                            sf_elem_type(st), tensors.data(), static_cast<int64_t>(tensors.size()),
+                            hparams.data_ptr<double>(), state, mode, adam, stream));
+  }
+}
+
+}  // namespace
+
+void schedule_free_prepare_cuda(const at::Tensor& program, const at::Tensor& hparams,
+                                const at::Tensor& state) {
+  const char* op = "schedule_free_prepare_";
+  check_schedule_free_rows(op, hparams, &state);
+  TORCH_CHECK(program.scalar_type() == at::kDouble && program.is_contiguous() &&
+                  program.device() == hparams.device(),
+              op, ": program must be a contiguous float64 tensor on the device of hparams");
+  const c10::cuda::CUDAGuard guard(hparams.device());
+  void* stream = c10::cuda::getCurrentCUDAStream(hparams.device().index()).stream();
+  check_sf_launch(
+      op, cuda::launch_schedule_free_prepare(
+              program.numel() > 0 ? program.data_ptr<double>() : nullptr,
+              hparams.data_ptr<double>(), hparams.size(0), state.data_ptr<double>(), stream));
+}
+
+void schedule_free_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList zs,
+                               at::TensorList exp_avg_sqs, const at::Tensor& groups,
+                               const at::Tensor& hparams, const at::Tensor& state) {
+  const char* op = "schedule_free_update_";
+  check_schedule_free_tensors(op, params, grads, zs, exp_avg_sqs, groups, hparams, &state);
+  TORCH_CHECK(grads.size() == params.size(), op, ": grads must have one tensor per param");
+  launch_all(op, params, grads, zs, exp_avg_sqs, groups, hparams, state.data_ptr<double>(),
+             kSfUpdate);
+}
+
+void schedule_free_swap_cuda(at::TensorList params, at::TensorList zs, const at::Tensor& groups,
+                             const at::Tensor& hparams, bool to_train) {
+  const char* op = "schedule_free_swap_";
+  check_schedule_free_tensors(op, params, {}, zs, {}, groups, hparams, nullptr);
+  launch_all(op, params, {}, zs, {}, groups, hparams, nullptr, to_train ? kSfToTrain : kSfToEval);
+}
+
+TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
+  m.impl("schedule_free_prepare_", &schedule_free_prepare_cuda);
+  m.impl("schedule_free_update_", &schedule_free_update_cuda);
+  m.impl("schedule_free_swap_", &schedule_free_swap_cuda);
+}
+
+}  // namespace fusedlr
