@@ -42,12 +42,12 @@ def emulate_adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, 
                               max_tensors_per_launch, threads_per_block, max_blocks_per_launch)
 
 
-def emulate_schedule_free_(params, grads, zs, exp_avg_sqs, groups, hparams, state, mode, *,
+def emulate_schedule_free_(params, grads, zs, exp_avg_sqs, groups, hparams, state, operation, *,
                            max_tensors_per_launch=0, threads_per_block=BLOCK_THREADS,
                            max_blocks_per_launch=0) -> None:
-    """``schedule_free_update_`` (mode 0) or ``schedule_free_swap_`` (1: train, 2: eval; grads
+    """``schedule_free_update_`` (operation 0) or ``schedule_free_swap_`` (1: train, 2: eval; grads
     and exp_avg_sqs empty) through the CUDA kernel body; 0 means the kernel's capacity."""
-    _ops.emulate_schedule_free_(params, grads, zs, exp_avg_sqs, groups, hparams, state, mode,
+    _ops.emulate_schedule_free_(params, grads, zs, exp_avg_sqs, groups, hparams, state, operation,
                                 max_tensors_per_launch, threads_per_block, max_blocks_per_launch)
 
 
@@ -81,7 +81,7 @@ def _emulate_adam_update_fake(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_
 
 
 @torch.library.register_fake("fusedlr::emulate_schedule_free_")
-def _emulate_schedule_free_fake(params, grads, zs, exp_avg_sqs, groups, hparams, state, mode,
+def _emulate_schedule_free_fake(params, grads, zs, exp_avg_sqs, groups, hparams, state, operation,
                                 max_tensors_per_launch, threads_per_block,
                                 max_blocks_per_launch=0):
     return None

@@ -251,7 +251,59 @@ def _launch_plan_stats_samples():
     return [([1, 7, 4097, 65537], 4, 2, 1), ([2**31 + 7], 2, 0, 0)]
 
 
+def _schedule_free_state(cls, **kw):
+    """A schedule-free optimizer after two steps (float32 and float64 params, two groups)."""
+    torch.manual_seed(0)
+    params = [torch.randn(5, 3), torch.randn(9, dtype=torch.float64), torch.randn(7)]
+    opt = cls([{"params": params[:2]}, {"params": params[2:], "lr": 0.05}],
+              schedule=schedules.LinearLR(0.5, 1.0, 4), **kw)
+    opt.train()
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    ds = opt._devices[torch.device("cpu")]
+    call = next(iter(opt._calls.values()))
+    return opt, ds, call
+
+
+def _schedule_free_prepare_samples():
+    _, ds, _ = _schedule_free_state(fusedlr.AdamWScheduleFree, lr=0.01)
+    return [(ds["program"], ds["hparams"], ds["state"].clone())]
+
+
+def _schedule_free_update_samples():
+    out = []
+    for cls in (fusedlr.SGDScheduleFree, fusedlr.AdamWScheduleFree):
+        _, ds, (params, zs, vs, groups) = _schedule_free_state(cls, lr=0.01, weight_decay=0.01)
+        grads = [p.grad for p in params]
+        out.append((params, grads, zs, vs, groups, ds["hparams"], ds["state"]))
+    return out
+
+
+def _schedule_free_swap_samples():
+    _, ds, (params, zs, _, groups) = _schedule_free_state(fusedlr.AdamWScheduleFree, lr=0.01)
+    return [(params, zs, groups, ds["hparams"], flag) for flag in (False, True)]
+
+
+def _emulate_schedule_free_samples():
+    out = [(*args, 0, 1, 64, 1) for args in _schedule_free_update_samples()]
+    for params, zs, groups, hparams, to_train in _schedule_free_swap_samples():
+        state = torch.zeros(hparams.shape[0], 8, dtype=torch.float64)
+        out.append((params, [], zs, [], groups, hparams, state, 1 if to_train else 2, 2, 32, 0))
+    return out
+
+
+def _emulate_schedule_free_prepare_samples():
+    return [(*args, 1) for args in _schedule_free_prepare_samples()]
+
+
 SAMPLES = {
+    "schedule_free_prepare_": _schedule_free_prepare_samples,
+    "schedule_free_update_": _schedule_free_update_samples,
+    "schedule_free_swap_": _schedule_free_swap_samples,
+    "emulate_schedule_free_": _emulate_schedule_free_samples,
+    "emulate_schedule_free_prepare_": _emulate_schedule_free_prepare_samples,
     "emulate_sgd_update_": _emulate_sgd_samples,
     "emulate_adam_update_": _emulate_adam_samples,
     "launch_plan_stats": _launch_plan_stats_samples,
@@ -307,3 +359,34 @@ def test_schedule_values_aot_dynamic_with_nan():
 
         out = torch.compile(f, backend="aot_eager", dynamic=True, fullgraph=True)(program)
         torch.testing.assert_close(out, f(program), equal_nan=True, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [fusedlr.SGDScheduleFree, fusedlr.AdamWScheduleFree],
+                         ids=lambda c: c.__name__)
+def test_schedule_free_step_fullgraph_no_recompile(cls):
+    """The schedule-free step traces to one graph (scalars on the device: no recompile as the
+    lr, c_t and the bias correction change) and matches eager steps bit for bit."""
+    eager_model = _model()
+    comp_model = copy.deepcopy(eager_model)
+    kw = dict(lr=0.05, weight_decay=0.01, schedule=schedules.CosineAnnealingLR(25, 1e-4))
+    eager = cls(eager_model.parameters(), **kw)
+    comp = cls(comp_model.parameters(), **kw)
+    eager.train()
+    comp.train()
+    backend = CountingBackend()
+    step = torch.compile(comp.step, fullgraph=True, backend=backend)
+    for i, x in enumerate(_batches()):
+        for m, o in ((eager_model, eager), (comp_model, comp)):
+            o.zero_grad()
+            _grads(m, x)
+        eager.step()
+        if i == 0:
+            comp.step()  # warm-up: creates z (and exp_avg_sq)
+        else:
+            step()
+        if i == 1:
+            calls = backend.calls
+        for p, q in zip(eager_model.parameters(), comp_model.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert _graphs() == 1 and backend.calls == calls
+    assert int(comp.device_scalars()[0, 0]) == STEPS

@@ -224,3 +224,30 @@ def test_no_sync_plateau_in_every_mode(guard):
                 for m in (3.0, 2.0, 2.0, 2.0, 1.0):
                     plateau.step(torch.tensor(m, dtype=torch.float32))
                 plateau.get_last_lr()
+
+
+@pytest.mark.parametrize("name", ["CosineAnnealingLR", "WarmupStableDecay", "LambdaLR", None])
+@pytest.mark.parametrize("opt_cls", [fusedlr.SGDScheduleFree, fusedlr.AdamWScheduleFree],
+                         ids=lambda c: c.__name__)
+def test_no_sync_schedule_free(guard, opt_cls, name):
+    """step(), train() and eval() of the schedule-free optimizers read no host value, with a
+    schedule or with the package's linear warmup, including the first (state-creating) step."""
+    spec = _example(name) if name else None
+    torch.manual_seed(0)
+    params = [torch.randn(5, 3), torch.randn(7, dtype=torch.float64), torch.randn(4)]
+    opt = opt_cls([{"params": params[:2], "schedule": spec},
+                   {"params": params[2:], "lr": 0.05, "schedule": None, "warmup_steps": 3}],
+                  lr=0.1, weight_decay=0.01)
+    before = [p.clone() for p in params]
+    with guard:
+        opt.train()
+        for k in range(6):
+            for p in params:
+                p.grad = torch.randn_like(p)
+            opt.step()
+            if k == 2:
+                opt.eval()
+                opt.train()
+        opt.eval()
+    assert all(not torch.equal(p, q) for p, q in zip(params, before, strict=True))
+    assert opt.device_scalars()[:, 0].tolist() == [6.0, 6.0]

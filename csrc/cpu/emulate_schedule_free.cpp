@@ -2,7 +2,7 @@
 // emulate_schedule_free_ builds the SAME launch plan as the CUDA launcher
 // (multi_tensor.h build_plan, depth 4) and runs the SAME block body
 // (schedule_free_block.h) over every (block, thread) of every launch, blocks and
-// threads in reverse order. mode: 0 update, 1 train() switch, 2 eval() switch.
+// threads in reverse order. operation: 0 update, 1 train() switch, 2 eval() switch.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -33,13 +33,13 @@ void run_block(const mt::TensorListMeta<4>& m, const mt::ScheduleFreeArgs& a, in
 
 void emulate_schedule_free(at::TensorList params, at::TensorList grads, at::TensorList zs,
                            at::TensorList exp_avg_sqs, const at::Tensor& groups,
-                           const at::Tensor& hparams, const at::Tensor& state, int64_t mode,
+                           const at::Tensor& hparams, const at::Tensor& state, int64_t operation,
                            int64_t max_tensors_per_launch, int64_t threads_per_block,
                            int64_t max_blocks_per_launch) {
   const char* op = "emulate_schedule_free_";
-  TORCH_CHECK(mode >= kSfUpdate && mode <= kSfToEval, op,
-              ": mode must be 0 (update), 1 (train) or 2 (eval), got ", mode);
-  const bool update = mode == kSfUpdate;
+  TORCH_CHECK(operation >= kSfUpdate && operation <= kSfToEval, op,
+              ": operation must be 0 (update), 1 (train) or 2 (eval), got ", operation);
+  const bool update = operation == kSfUpdate;
   check_schedule_free_tensors(op, params, grads, zs, exp_avg_sqs, groups, hparams,
                               update ? &state : nullptr);
   TORCH_CHECK(hparams.device().is_cpu(), op, ": the emulator runs on CPU tensors");
@@ -52,7 +52,7 @@ void emulate_schedule_free(at::TensorList params, at::TensorList grads, at::Tens
   const bool adam = update && static_cast<int64_t>(exp_avg_sqs.size()) == n && n > 0;
   const mt::ScheduleFreeArgs args{hparams.data_ptr<double>(),
                                   update ? state.data_ptr<double>() : nullptr,
-                                  static_cast<int32_t>(mode), adam ? 1 : 0};
+                                  static_cast<int32_t>(operation), adam ? 1 : 0};
   const int threads = static_cast<int>(threads_per_block);
   const int64_t* gp = groups.data_ptr<int64_t>();
   for (at::ScalarType st : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
@@ -111,7 +111,7 @@ void emulate_schedule_free_prepare(const at::Tensor& program, const at::Tensor& 
 TORCH_LIBRARY_FRAGMENT(fusedlr, m) {
   m.def(
       "emulate_schedule_free_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] zs, "
-      "Tensor(c!)[] exp_avg_sqs, Tensor groups, Tensor hparams, Tensor state, int mode, "
+      "Tensor(c!)[] exp_avg_sqs, Tensor groups, Tensor hparams, Tensor state, int operation, "
       "int max_tensors_per_launch, int threads_per_block, int max_blocks_per_launch=0) -> ()");
   m.def(
       "emulate_schedule_free_prepare_(Tensor program, Tensor hparams, Tensor(a!) state, "
