@@ -179,6 +179,9 @@ setup(
         ],
         # Peer libraries whose schedules tests compare against (optax on jax's CPU backend).
         "peers": ["optax>=0.2.4", "jax>=0.4.30"],
+        # The schedule-free oracle of tests/test_schedule_free.py and the baseline of
+        # benchmarks/bench_schedulefree.py.
+        "schedulefree": ["schedulefree>=1.4,<2"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

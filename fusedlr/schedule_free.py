@@ -6,7 +6,7 @@ The optimizer holds the train-mode point ``y`` in the params and keeps ``z`` (an
 ``y = (1 - beta) z + beta x`` with ``beta`` the momentum (SGD) / ``beta1`` (AdamW).
 Step ``k`` (from 0) of each group, with ``grad`` the gradient at ``y``::
 
-    lr_k    = lr * schedule(k) * min((k + 1) / warmup_steps, 1)     (schedule=None: 1)
+    lr_k    = schedule(lr, k) * min((k + 1) / warmup_steps, 1)      (schedule=None: lr)
     lr_max  = max(lr_max, lr_k)                                     (starts at -1)
     w_k     = (k + 1)**r * lr_max**weight_lr_power,   W_k = W_{k-1} + w_k
     c       = w_k / W_k  (0 when W_k == 0)
@@ -19,9 +19,10 @@ a float64 device tensor per device and are advanced by ``fusedlr::schedule_free_
 (one device thread per group); the update of every tensor of a device is one
 ``fusedlr::schedule_free_update_`` call. A step reads no host value and is capturable.
 
-``schedule=`` (any ``fusedlr.schedules`` spec) multiplies the lr at step ``k`` as for
-``fusedlr.SGD``/``AdamW``, evaluated at ``k // steps_per_epoch``; it replaces the package's
-linear warmup (``warmup_steps`` must then be 0). Schedules that set momentum are refused:
+``schedule=`` (any ``fusedlr.schedules`` spec) sets the lr of step ``k`` from the group's
+``lr`` as for ``fusedlr.SGD``/``AdamW`` (``schedule(lr, k // steps_per_epoch)``, times
+``group['lr_scale']``); it replaces the package's linear warmup (``warmup_steps`` must then be
+0). Schedules that set momentum are refused:
 schedule-free momentum is the interpolation weight of ``train()``/``eval()``.
 
 ``train()`` / ``eval()`` switch the params between ``y`` and ``x``, one fused

@@ -6,7 +6,7 @@
 // and, for AdamW, v = exp_avg_sq; x (the evaluation point) is not stored:
 //   y = (1 - beta) z + beta x,  x_{t+1} = (1 - c_{t+1}) x_t + c_{t+1} z_{t+1}.
 // Per step k (from 0), per group, on the device (schedule_free_prepare_group):
-//   lr_k    = base_lr * schedule(k) * warmup(k),  warmup(k) = min((k + 1) / warmup_steps, 1)
+//   lr_k    = schedule(base_lr, k) * warmup(k),  warmup(k) = min((k + 1) / warmup_steps, 1)
 //   lr_max  = max(lr_max, lr_k)                  (lr_max starts at -1)
 //   w_k     = (k + 1)^r * lr_max^weight_lr_power,  W_k = W_{k-1} + w_k
 //   c_{k+1} = w_k / W_k (0 when W_k = 0),         bc2 = 1 - beta2^(k + 1) (AdamW)
