@@ -1110,3 +1110,79 @@ class AdamW(Adam):
             steps_per_epoch=steps_per_epoch,
             skip_schedule_on_inf=skip_schedule_on_inf,
         )
+
+
+class ScheduleFree:
+    """Schedule-free SGD / AdamW written from the paper (Defazio et al. 2024, "The Road Less
+    Scheduled", Algorithm 1) in its own variables: the iterates ``x`` (the average, evaluated)
+    and ``z`` (the base SGD / Adam sequence) are stored, the gradient is taken at
+    ``y = (1 - beta) z + beta x``. With ``gamma_k`` the lr of step ``k`` (from 0)::
+
+        gamma_k  = schedule(lr, k) * min((k + 1) / warmup_steps, 1)
+        AdamW:     v = beta2 v + (1 - beta2) g**2;  d = g / (sqrt(v / (1 - beta2**(k+1))) + eps)
+        SGD:       d = g
+        z       <- z - gamma_k (d + weight_decay * y)
+        c        = w_k / sum_{i<=k} w_i,   w_k = (k + 1)**r * max_{i<=k}(gamma_i)**weight_lr_power
+        x       <- (1 - c) x + c z
+
+    The paper's choices that the ``schedulefree`` package (and fusedlr) refine are taken as the
+    package has them: the bias correction inside the square root, and the weights ``w_k``
+    (the paper's ``gamma_k**2`` is ``r = 0, weight_lr_power = 2`` without the running max).
+    ``train()`` puts ``y`` in the params, ``eval()`` puts ``x``; all math in float64, one param
+    group, params with a grad only.
+    """
+
+    def __init__(self, params, *, lr, beta, beta2=None, eps=1e-8, weight_decay=0.0,
+                 warmup_steps=0, r=0.0, weight_lr_power=2.0, schedule=None):
+        self.params = list(params)
+        self.lr, self.beta, self.beta2, self.eps = lr, beta, beta2, eps
+        self.weight_decay, self.warmup_steps = weight_decay, warmup_steps
+        self.r, self.weight_lr_power, self.schedule = r, weight_lr_power, schedule
+        self.k = 0
+        self.gamma_max = -math.inf
+        self.weight_sum = 0.0
+        self.train_mode = False
+        self.state: dict = {}  # id(param) -> {"x", "z", "v"} in float64
+
+    def _y(self, st):
+        return (1 - self.beta) * st["z"] + self.beta * st["x"]
+
+    def train(self):
+        for p in self.params:
+            st = self.state.get(id(p))
+            if st is not None:
+                p.data.copy_(self._y(st))
+        self.train_mode = True
+
+    def eval(self):
+        for p in self.params:
+            st = self.state.get(id(p))
+            if st is not None:
+                p.data.copy_(st["x"])
+        self.train_mode = False
+
+    def step(self):
+        assert self.train_mode, "ScheduleFree reference: call train() before step()"
+        k = self.k
+        gamma = self.lr if self.schedule is None else schedule_lr(self.schedule, k, self.lr)
+        if k < self.warmup_steps:
+            gamma *= (k + 1) / self.warmup_steps
+        self.gamma_max = max(self.gamma_max, gamma)
+        w = float(k + 1) ** self.r * self.gamma_max ** self.weight_lr_power
+        self.weight_sum += w
+        c = w / self.weight_sum if self.weight_sum != 0 else 0.0
+        for p in self.params:
+            if p.grad is None:
+                continue
+            y = p.detach().to(torch.float64)
+            st = self.state.setdefault(id(p), {"x": y.clone(), "z": y.clone(),
+                                               "v": torch.zeros_like(y)})
+            y = self._y(st)
+            g = p.grad.detach().to(torch.float64)
+            if self.beta2 is not None:
+                st["v"] = self.beta2 * st["v"] + (1 - self.beta2) * g * g
+                g = g / ((st["v"] / (1 - self.beta2 ** (k + 1))).sqrt() + self.eps)
+            st["z"] = st["z"] - gamma * (g + self.weight_decay * y)
+            st["x"] = (1 - c) * st["x"] + c * st["z"]
+            p.data.copy_(self._y(st))
+        self.k += 1
