@@ -18,14 +18,16 @@ TORCH_LIBRARY(fusedlr, m) {
       "adam_update_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, "
       "Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] steps, Tensor meta, "
       "Tensor hparams, Tensor group_lr, Tensor? grad_scale, Tensor? found_inf) -> ()");
-  // Schedule-free SGD / AdamW (schedule_free.h). prepare_: advances every group's state row
-  // [k, lr_max, weight_sum, lr, c, bc2, -, -] by one step; update_: y, z (and AdamW's
-  // exp_avg_sqs; empty for SGD) of one device, groups[i] = the group of tensor i (CPU int64);
-  // swap_: train() (y from x) or eval() (x from y) through z.
+  // Schedule-free SGD / AdamW (schedule_free.h). update_: one step of one device: checks every
+  // argument, advances each group's state row [k, lr_max, weight_sum, lr, c, bc2, -, -] (as
+  // prepare_ alone does), then updates y, z (and AdamW's exp_avg_sqs; empty for SGD);
+  // groups[i] = the group of tensor i (CPU int64). swap_: train() (y from x) or eval() (x from
+  // y) through z.
   m.def("schedule_free_prepare_(Tensor program, Tensor hparams, Tensor(a!) state) -> ()");
   m.def(
       "schedule_free_update_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] zs, "
-      "Tensor(c!)[] exp_avg_sqs, Tensor groups, Tensor hparams, Tensor state) -> ()");
+      "Tensor(c!)[] exp_avg_sqs, Tensor groups, Tensor program, Tensor hparams, "
+      "Tensor(d!) state) -> ()");
   m.def(
       "schedule_free_swap_(Tensor(a!)[] params, Tensor[] zs, Tensor groups, Tensor hparams, "
       "bool to_train) -> ()");

@@ -27,6 +27,13 @@ inline void check_schedule_free_rows(const char* op, const at::Tensor& hparams,
               hparams.device());
 }
 
+inline void check_schedule_free_program(const char* op, const at::Tensor& program,
+                                        const at::Tensor& hparams) {
+  TORCH_CHECK(program.scalar_type() == at::kDouble && program.is_contiguous() &&
+                  program.device() == hparams.device(),
+              op, ": program must be a contiguous float64 tensor on the device of hparams");
+}
+
 // The tensors of one schedule-free call. grads: one per param for an update, none for a
 // train/eval switch; exp_avg_sqs: one per param (AdamW) or none (SGD, switches).
 inline void check_schedule_free_tensors(const char* op, at::TensorList params, at::TensorList grads,

@@ -36,9 +36,11 @@ def schedule_free_prepare_(program, hparams, state) -> None:
     _ops.schedule_free_prepare_(program, hparams, state)
 
 
-def schedule_free_update_(params, grads, zs, exp_avg_sqs, groups, hparams, state) -> None:
-    """Schedule-free SGD (exp_avg_sqs empty) / AdamW update of one device's tensors."""
-    _ops.schedule_free_update_(params, grads, zs, exp_avg_sqs, groups, hparams, state)
+def schedule_free_update_(params, grads, zs, exp_avg_sqs, groups, program, hparams,
+                          state) -> None:
+    """One schedule-free step of one device: checks every argument, advances every group's
+    state row (as schedule_free_prepare_), then the SGD (exp_avg_sqs empty) / AdamW update."""
+    _ops.schedule_free_update_(params, grads, zs, exp_avg_sqs, groups, program, hparams, state)
 
 
 def schedule_free_swap_(params, zs, groups, hparams, to_train: bool) -> None:
@@ -74,7 +76,7 @@ def _schedule_free_prepare_fake(program, hparams, state):
 
 
 @torch.library.register_fake("fusedlr::schedule_free_update_")
-def _schedule_free_update_fake(params, grads, zs, exp_avg_sqs, groups, hparams, state):
+def _schedule_free_update_fake(params, grads, zs, exp_avg_sqs, groups, program, hparams, state):
     return None
 
 

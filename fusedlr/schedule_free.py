@@ -15,9 +15,9 @@ Step ``k`` (from 0) of each group, with ``grad`` the gradient at ``y``::
     y       = lerp(y, z, c) + lr_k (beta (1 - c) - 1) grad;   z = z - lr_k grad
 
 All per-step scalars (``k``, ``lr_k``, ``lr_max``, ``W``, ``c``, the bias correction) live in
-a float64 device tensor per device and are advanced by ``fusedlr::schedule_free_prepare_``
-(one device thread per group); the update of every tensor of a device is one
-``fusedlr::schedule_free_update_`` call. A step reads no host value and is capturable.
+a float64 device tensor per device. A step is one ``fusedlr::schedule_free_update_`` call per
+device: it checks every argument, advances the scalars (one device thread per group) and
+updates every tensor of the device. A step reads no host value and is capturable.
 
 ``schedule=`` (any ``fusedlr.schedules`` spec) sets the lr of step ``k`` from the group's
 ``lr`` as for ``fusedlr.SGD``/``AdamW`` (``schedule(lr, k // steps_per_epoch)``, times
@@ -103,6 +103,15 @@ def _int(value, what: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{what} must be an int >= {low}, got {value!r}")
     return int(value)
+
+
+def _check_grad(p: torch.Tensor) -> None:
+    g = p.grad
+    if g.is_sparse:
+        raise RuntimeError("schedule-free optimizers do not support sparse gradients")
+    if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+        raise RuntimeError(f"grad is {g.dtype} {tuple(g.shape)} on {g.device} but the param is "
+                           f"{p.dtype} {tuple(p.shape)} on {p.device}")
 
 
 class _ScheduleFreeOptimizer(torch.optim.Optimizer):
@@ -222,8 +231,9 @@ class _ScheduleFreeOptimizer(torch.optim.Optimizer):
             if old is not None and old["state"].shape == state.shape:
                 old["state"].copy_(state)  # in place: a captured graph keeps its pointers
                 state = old["state"]
+            params = [p for g in self.param_groups for p in g["params"] if p.device == dev]
             self._devices[dev] = {"program": program.to(dev), "hparams": host_rows.to(dev),
-                                  "state": state}
+                                  "state": state, "params": params}
         for dev in [d for d in self._devices if d not in devices]:
             del self._devices[dev]
         self._group_index = {id(p): gi for gi, g in enumerate(self.param_groups)
@@ -261,10 +271,14 @@ class _ScheduleFreeOptimizer(torch.optim.Optimizer):
         return state
 
     def _call_for(self, dev, params):
-        """(params, zs, exp_avg_sqs, groups) for these params of device dev, cached."""
-        key = (dev, tuple(id(p) for p in params))
+        """(params, zs, exp_avg_sqs, groups) for these params of device dev, cached. The state
+        of params that get a grad for the first time is created after their grads are checked
+        (so a bad grad leaves the optimizer as it was)."""
+        key = (dev, None if params is self._devices[dev]["params"] else tuple(map(id, params)))
         call = self._calls.get(key)
         if call is None:
+            for p in params:
+                _check_grad(p)
             states = [self._init_state(p) for p in params]
             zs = [s["z"] for s in states]
             vs = [s["exp_avg_sq"] for s in states] if self._adam else []
@@ -283,26 +297,19 @@ class _ScheduleFreeOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self._sync_groups()
-        by_device: dict = {dev: ([], []) for dev in self._devices}
-        for group in self.param_groups:
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if g.is_sparse:
-                    raise RuntimeError("schedule-free optimizers do not support sparse gradients")
-                if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
-                    raise RuntimeError(f"grad is {g.dtype} {tuple(g.shape)} on {g.device} but "
-                                       f"the param is {p.dtype} {tuple(p.shape)} on {p.device}")
-                by_device[p.device][0].append(p)
-                by_device[p.device][1].append(g.contiguous())
         for dev, ds in self._devices.items():
-            ops.schedule_free_prepare_(ds["program"], ds["hparams"], ds["state"])
-            params, grads = by_device[dev]
-            if params:
-                params, zs, vs, groups = self._call_for(dev, params)
-                ops.schedule_free_update_(params, grads, zs, vs, groups, ds["hparams"],
-                                          ds["state"])
+            params, grads = [], []
+            for p in ds["params"]:
+                g = p.grad
+                if g is not None:
+                    params.append(p)
+                    grads.append(g)
+            if len(params) == len(ds["params"]):
+                params = ds["params"]
+            # The op checks every tensor before it writes anything (state included).
+            params, zs, vs, groups = self._call_for(dev, params)
+            ops.schedule_free_update_(params, grads, zs, vs, groups, ds["program"],
+                                      ds["hparams"], ds["state"])
         return loss
 
     @torch.no_grad()

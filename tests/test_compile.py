@@ -277,7 +277,8 @@ def _schedule_free_update_samples():
     for cls in (fusedlr.SGDScheduleFree, fusedlr.AdamWScheduleFree):
         _, ds, (params, zs, vs, groups) = _schedule_free_state(cls, lr=0.01, weight_decay=0.01)
         grads = [p.grad for p in params]
-        out.append((params, grads, zs, vs, groups, ds["hparams"], ds["state"]))
+        out.append((params, grads, zs, vs, groups, ds["program"], ds["hparams"],
+                    ds["state"].clone()))
     return out
 
 
@@ -287,7 +288,9 @@ def _schedule_free_swap_samples():
 
 
 def _emulate_schedule_free_samples():
-    out = [(*args, 0, 1, 64, 1) for args in _schedule_free_update_samples()]
+    out = []
+    for params, grads, zs, vs, groups, _, hparams, state in _schedule_free_update_samples():
+        out.append((params, grads, zs, vs, groups, hparams, state, 0, 1, 64, 1))
     for params, zs, groups, hparams, to_train in _schedule_free_swap_samples():
         state = torch.zeros(hparams.shape[0], 8, dtype=torch.float64)
         out.append((params, [], zs, [], groups, hparams, state, 1 if to_train else 2, 2, 32, 0))

@@ -308,3 +308,19 @@ def test_bad_group_change_is_refused_before_any_write():
 def test_non_contiguous_param_is_refused():
     with pytest.raises(ValueError, match="param 0 of param group 0: .* contiguous"):
         fusedlr.AdamWScheduleFree([torch.randn(4, 3).t()])
+
+
+def test_bad_grad_is_refused_before_any_write():
+    """The op checks every tensor before it advances the scalars or writes a param."""
+    p, q = torch.randn(4, 3), torch.randn(5)
+    opt = fusedlr.AdamWScheduleFree([p, q], lr=0.01)
+    opt.train()
+    p.grad, q.grad = torch.randn(4, 3), torch.randn(5)
+    opt.step()
+    before = [t.clone() for t in (p, q, opt.state[p]["z"], opt.state[q]["exp_avg_sq"],
+                                  opt.device_scalars())]
+    p.grad = torch.randn(3, 4).t()  # same shape, not contiguous
+    with pytest.raises(RuntimeError, match="grads\\[0\\] must be a dense contiguous"):
+        opt.step()
+    after = (p, q, opt.state[p]["z"], opt.state[q]["exp_avg_sq"], opt.device_scalars())
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))

@@ -68,8 +68,12 @@ def test_cuda_body_matches_cpu_op(dtype, adam, operation, shape):
     params, grads, zs, vs = _tensors(dtype, adam, gen, misalign=random.random() < 0.5)
     groups = torch.tensor([random.randrange(2) for _ in params], dtype=torch.int64)
     ref = [[t.clone() for t in lst] for lst in (params, zs, vs)]
-    if operation == 0:
-        ops.schedule_free_update_(ref[0], grads, ref[1], ref[2], groups, hp, state)
+    if operation == 0:  # the CPU op's scalar pass + update; the CUDA bodies of both passes
+        program = torch.zeros(0, dtype=torch.float64)
+        ref_state = state.clone()
+        ops.schedule_free_update_(ref[0], grads, ref[1], ref[2], groups, program, hp, ref_state)
+        emulate.emulate_schedule_free_prepare_(program, hp, state, 1)
+        assert torch.equal(state, ref_state)
         emulate.emulate_schedule_free_(params, grads, zs, vs, groups, hp, state, 0, **shape)
     else:
         ops.schedule_free_swap_(ref[0], ref[1], groups, hp, operation == 1)

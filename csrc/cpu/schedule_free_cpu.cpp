@@ -91,27 +91,32 @@ void run_schedule_free(at::TensorList params, at::TensorList grads, at::TensorLi
   }
 }
 
-}  // namespace
-
-void schedule_free_prepare_cpu(const at::Tensor& program, const at::Tensor& hparams,
-                               const at::Tensor& state) {
-  const char* op = "schedule_free_prepare_";
-  check_schedule_free_rows(op, hparams, &state);
-  TORCH_CHECK(program.scalar_type() == at::kDouble && program.is_contiguous() &&
-                  program.device() == hparams.device(),
-              op, ": program must be a contiguous float64 tensor on the device of hparams");
+void prepare_groups(const at::Tensor& program, const at::Tensor& hparams, const at::Tensor& state) {
   const double* prog = program.numel() > 0 ? program.data_ptr<double>() : nullptr;
   for (int64_t g = 0; g < hparams.size(0); ++g) {
     schedule_free_prepare_group(prog, hparams.data_ptr<double>(), g, state.data_ptr<double>());
   }
 }
 
+}  // namespace
+
+void schedule_free_prepare_cpu(const at::Tensor& program, const at::Tensor& hparams,
+                               const at::Tensor& state) {
+  const char* op = "schedule_free_prepare_";
+  check_schedule_free_rows(op, hparams, &state);
+  check_schedule_free_program(op, program, hparams);
+  prepare_groups(program, hparams, state);
+}
+
 void schedule_free_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList zs,
                               at::TensorList exp_avg_sqs, const at::Tensor& groups,
-                              const at::Tensor& hparams, const at::Tensor& state) {
+                              const at::Tensor& program, const at::Tensor& hparams,
+                              const at::Tensor& state) {
   const char* op = "schedule_free_update_";
   check_schedule_free_tensors(op, params, grads, zs, exp_avg_sqs, groups, hparams, &state);
+  check_schedule_free_program(op, program, hparams);
   TORCH_CHECK(grads.size() == params.size(), op, ": grads must have one tensor per param");
+  prepare_groups(program, hparams, state);
   run_schedule_free(params, grads, zs, exp_avg_sqs, groups, hparams, state.data_ptr<double>(),
                     kSfUpdate);
 }

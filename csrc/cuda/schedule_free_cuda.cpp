@@ -63,15 +63,10 @@ void launch_all(const char* op, at::TensorList params, at::TensorList grads, at:
   }
 }
 
-}  // namespace
-
-void schedule_free_prepare_cuda(const at::Tensor& program, const at::Tensor& hparams,
-                                const at::Tensor& state) {
-  const char* op = "schedule_free_prepare_";
-  check_schedule_free_rows(op, hparams, &state);
-  TORCH_CHECK(program.scalar_type() == at::kDouble && program.is_contiguous() &&
-                  program.device() == hparams.device(),
-              op, ": program must be a contiguous float64 tensor on the device of hparams");
+void prepare_groups(const char* op, const at::Tensor& program, const at::Tensor& hparams,
+                    const at::Tensor& state) {
+  TORCH_CHECK(hparams.device().is_cuda(), op, ": the CUDA kernel got tensors on ",
+              hparams.device());
   const c10::cuda::CUDAGuard guard(hparams.device());
   void* stream = c10::cuda::getCurrentCUDAStream(hparams.device().index()).stream();
   check_sf_launch(
@@ -80,12 +75,26 @@ void schedule_free_prepare_cuda(const at::Tensor& program, const at::Tensor& hpa
               hparams.data_ptr<double>(), hparams.size(0), state.data_ptr<double>(), stream));
 }
 
+}  // namespace
+
+void schedule_free_prepare_cuda(const at::Tensor& program, const at::Tensor& hparams,
+                                const at::Tensor& state) {
+  const char* op = "schedule_free_prepare_";
+  check_schedule_free_rows(op, hparams, &state);
+  check_schedule_free_program(op, program, hparams);
+  prepare_groups(op, program, hparams, state);
+}
+
+// Checks everything, then the scalar pass, then the update kernels (same stream: in order).
 void schedule_free_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList zs,
                                at::TensorList exp_avg_sqs, const at::Tensor& groups,
-                               const at::Tensor& hparams, const at::Tensor& state) {
+                               const at::Tensor& program, const at::Tensor& hparams,
+                               const at::Tensor& state) {
   const char* op = "schedule_free_update_";
   check_schedule_free_tensors(op, params, grads, zs, exp_avg_sqs, groups, hparams, &state);
+  check_schedule_free_program(op, program, hparams);
   TORCH_CHECK(grads.size() == params.size(), op, ": grads must have one tensor per param");
+  prepare_groups(op, program, hparams, state);
   launch_all(op, params, grads, zs, exp_avg_sqs, groups, hparams, state.data_ptr<double>(),
              kSfUpdate);
 }
