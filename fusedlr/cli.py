@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=_positive_int, default=1,
                    help="torch CPU threads (default 1: the model is tiny)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d.add_argument("--schedule-free", action="store_true",
+                   help="train with schedule-free SGD instead: fusedlr.SGDScheduleFree and, "
+                   "when installed, the schedulefree package's (accuracy at the averaged x)")
 
     f = sub.add_parser(
         "find-lr", help="LR range test on the demo model and data",
@@ -127,6 +130,12 @@ def cmd_plot(args) -> int:
 def cmd_demo(args) -> int:
     from fusedlr.demo import run_demo
 
+    if args.schedule_free:
+        from fusedlr.demo_schedule_free import run_schedule_free_demo
+
+        epochs = args.epochs or (3 if args.quick else 10)
+        print(run_schedule_free_demo(epochs=epochs, seed=args.seed, threads=args.threads).report)
+        return 0
     if args.epochs is not None and args.epochs < 2:
         raise UsageError("--epochs must be at least 2 (one warmup epoch, then cosine)")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
