@@ -385,7 +385,8 @@ class SGDScheduleFree(_ScheduleFreeOptimizer):
     """Schedule-free SGD (``schedulefree.SGDScheduleFree``'s arguments), fused and sync-free.
 
     ``momentum`` in (0, 1) is the interpolation ``beta``; ``weight_decay`` adds
-    ``weight_decay * y`` to the gradient. See the module docstring for the formulas.
+    ``weight_decay * y`` to the gradient. ``foreach`` is accepted for the package's signature
+    and ignored (the step is always fused). See the module docstring for the formulas.
     """
 
     def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0,
@@ -399,7 +400,8 @@ class SGDScheduleFree(_ScheduleFreeOptimizer):
 class AdamWScheduleFree(_ScheduleFreeOptimizer):
     """Schedule-free AdamW (``schedulefree.AdamWScheduleFree``'s arguments), fused and
     sync-free. ``betas[0]`` in (0, 1) is the interpolation ``beta``; weight decay is applied at
-    ``y`` after the Adam normalisation. See the module docstring for the formulas.
+    ``y`` after the Adam normalisation. ``foreach`` is accepted and ignored, as for
+    ``SGDScheduleFree``. See the module docstring for the formulas.
     """
 
     _adam = True
