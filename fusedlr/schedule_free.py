@@ -362,6 +362,11 @@ class _ScheduleFreeOptimizer(torch.optim.Optimizer):
         """Loads ours or a schedulefree package optimizer's; per-param state tensors keep
         their identity (copied into), so a captured CUDA graph stays valid."""
         previous = [dict(g) for g in self.param_groups]
+        saved = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if isinstance(saved, list) and len(saved) == len(previous):
+            for i, g in enumerate(saved):  # checked before anything is loaded
+                if isinstance(g, dict):
+                    self._check_group({**previous[i], **g}, f"loaded param group {i}")
         before = {p: {k: v for k, v in st.items() if isinstance(v, torch.Tensor)}
                   for p, st in self.state.items()}
         super().load_state_dict(state_dict)
@@ -369,7 +374,6 @@ class _ScheduleFreeOptimizer(torch.optim.Optimizer):
             for key, value in previous[i].items():
                 g.setdefault(key, value)  # e.g. schedule, steps_per_epoch from a package dict
             g["k"] = int(g["k"])
-            self._check_group(g, f"param group {i}")
         for p, tensors in before.items():
             st = self.state[p]
             for key, old in tensors.items():

@@ -324,3 +324,70 @@ def test_bad_grad_is_refused_before_any_write():
         opt.step()
     after = (p, q, opt.state[p]["z"], opt.state[q]["exp_avg_sq"], opt.device_scalars())
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize("pair", [PAIRS[1], PAIRS[5]], ids=_ids)
+def test_matches_the_package_foreach_path(pair):
+    """The package's default (foreach=True) computes the same formulas with foreach ops."""
+    ours_cls, theirs_cls, cfg = pair
+    seed = random.randrange(2**31)
+    run = _Run(ours_cls, theirs_cls, cfg, torch.float64, seed)
+    run.theirs = theirs_cls(_groups(run.b, cfg), foreach=True, **cfg)
+    run.mode(True)
+    for _ in range(60):
+        run.step(skip_some=False)
+    run.mode(False)
+    assert run.error() < TOL[torch.float64], f"seed {seed}"
+
+
+@pytest.mark.parametrize("pair", [PAIRS[2], PAIRS[6]], ids=_ids)
+def test_add_param_group_mid_run(pair):
+    """A group added after 40 steps starts at k = 0 with its own scalars, as in the package."""
+    ours_cls, theirs_cls, cfg = pair
+    seed = random.randrange(2**31)
+    run = _Run(ours_cls, theirs_cls, cfg, torch.float64, seed)
+    run.mode(True)
+    for k in range(100):
+        if k == 40:
+            new = torch.randn(33, dtype=torch.float64)
+            for opt, p in ((run.ours, new), (run.theirs, new.clone())):
+                opt.add_param_group({"params": [p], "lr": cfg["lr"] * 3, "train_mode": True})
+            run.a.append(new)
+            run.b.append(run.theirs.param_groups[-1]["params"][0])
+        run.step()
+    run.mode(False)
+    assert run.error() < TOL[torch.float64], f"seed {seed}"
+    assert run.ours.state_dict()["param_groups"][-1]["k"] == run.theirs.param_groups[-1]["k"] == 60
+
+
+def test_schedule_with_steps_per_epoch():
+    """schedule=spec with steps_per_epoch=n evaluates the spec at k // n."""
+    cfg = dict(ADAM_CONFIGS[1], warmup_steps=0)
+    spec = S.StepLR(4, 0.5)
+    seed = random.randrange(2**31)
+    run = _Run(fusedlr.AdamWScheduleFree, schedulefree.AdamWScheduleFree, cfg, torch.float64,
+               seed, schedule=spec, steps_per_epoch=3)
+    lrs = [spec.values(STEPS, base_lr=g["lr"]).tolist() for g in run.theirs.param_groups]
+    run.mode(True)
+    for k in range(STEPS):
+        for g, values in zip(run.theirs.param_groups, lrs, strict=True):
+            g["lr"] = values[k // 3]
+        run.step()
+    run.mode(False)
+    assert run.error() < TOL[torch.float64], f"seed {seed}"
+
+
+def test_bad_loaded_state_is_refused_before_anything_loads():
+    p = torch.randn(5)
+    opt = fusedlr.SGDScheduleFree([p], lr=0.1)
+    opt.train()
+    p.grad = torch.randn(5)
+    opt.step()
+    sd = opt.state_dict()
+    sd["param_groups"][0]["k"] = -3
+    sd["state"][0]["z"] = torch.zeros(5)
+    z_before, scalars = opt.state[p]["z"].clone(), opt.device_scalars().clone()
+    with pytest.raises(ValueError, match="loaded param group 0: k must be an int >= 0"):
+        opt.load_state_dict(sd)
+    assert torch.equal(opt.state[p]["z"], z_before)
+    assert torch.equal(opt.device_scalars(), scalars)
