@@ -41,6 +41,9 @@ at ``x``::
             model(batch)
     model.eval()
 
+AMP: ``torch.amp.GradScaler`` uses its generic path for these optimizers (``unscale_``, then a
+host check of ``found_inf``: one sync per step).
+
 ``param_groups[i]['k' | 'lr_max' | 'weight_sum' | 'scheduled_lr']`` are written back from the
 device by ``state_dict()`` (one sync, at checkpoint time); ``device_scalars()`` returns the live
 device tensor. State dicts load in both directions with ``schedulefree.SGDScheduleFree`` /

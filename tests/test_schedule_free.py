@@ -391,3 +391,28 @@ def test_bad_loaded_state_is_refused_before_anything_loads():
         opt.load_state_dict(sd)
     assert torch.equal(opt.state[p]["z"], z_before)
     assert torch.equal(opt.device_scalars(), scalars)
+
+
+def test_grad_scaler_generic_path():
+    """GradScaler unscales the grads (generic path) and skips an overflow step: the same
+    params as unscaled steps that leave out the overflow step."""
+    a = torch.randn(7, dtype=torch.float64)
+    b = a.clone()
+    scaled = fusedlr.AdamWScheduleFree([a], lr=0.01)
+    plain = fusedlr.AdamWScheduleFree([b], lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0, growth_interval=1000)
+    scaled.train()
+    plain.train()
+    for k in range(5):
+        g = torch.randn(7, dtype=torch.float64)
+        scaler.scale(torch.ones(()))  # creates the scale, as a real loop's first scale() does
+        a.grad = g * scaler.get_scale()
+        if k == 2:
+            a.grad[0] = float("inf")
+        scaler.step(scaled)
+        scaler.update()
+        if k != 2:
+            b.grad = g
+            plain.step()
+    torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-14)
+    assert scaled.device_scalars()[0, 0] == 4
