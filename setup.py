@@ -177,8 +177,9 @@ setup(
             "pytorch-lightning>=2.4,<3",
             "timm>=1.0,<2",
         ],
-        # Peer libraries whose schedules tests compare against (optax on jax's CPU backend).
-        "peers": ["optax>=0.2.4", "jax>=0.4.30"],
+        # Peer libraries the tests compare against: optax (on jax's CPU backend) for schedules,
+        # schedulefree for the schedule-free optimizers.
+        "peers": ["optax>=0.2.4", "jax>=0.4.30", "schedulefree>=1.4,<2"],
         # The schedule-free oracle of tests/test_schedule_free.py and the baseline of
         # benchmarks/bench_schedulefree.py.
         "schedulefree": ["schedulefree>=1.4,<2"],
