@@ -79,4 +79,14 @@ inline void check_schedule_free_tensors(const char* op, at::TensorList params, a
   }
 }
 
+// Everything the update op checks (CPU and CUDA alike), before any write.
+inline void check_schedule_free_update(const char* op, at::TensorList params, at::TensorList grads,
+                                       at::TensorList zs, at::TensorList exp_avg_sqs,
+                                       const at::Tensor& groups, const at::Tensor& program,
+                                       const at::Tensor& hparams, const at::Tensor& state) {
+  check_schedule_free_tensors(op, params, grads, zs, exp_avg_sqs, groups, hparams, &state);
+  check_schedule_free_program(op, program, hparams);
+  TORCH_CHECK(grads.size() == params.size(), op, ": grads must have one tensor per param");
+}
+
 }  // namespace fusedlr

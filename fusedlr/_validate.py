@@ -156,3 +156,15 @@ def check_torch_flags(owner: str, **flags) -> None:
             "torch.optim with differentiable=True for that (foreach, fused and capturable are "
             "accepted and have no effect: fusedlr is always fused and capturable)"
         )
+
+
+def group_params(param_group) -> list:
+    """The params of an ``add_param_group`` argument as a list, refused as torch refuses them."""
+    if not isinstance(param_group, dict):
+        raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+    params = param_group.get("params")
+    if isinstance(params, torch.Tensor):
+        return [params]
+    if isinstance(params, set):
+        raise TypeError("optimizer parameters need to be organized in ordered collections")
+    return list(params) if params is not None else []

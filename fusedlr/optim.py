@@ -72,7 +72,13 @@ from fusedlr._device_state import (
 from fusedlr._host_lr import HostLRMirror
 from fusedlr._state_io import load_optimizer_state, optimizer_state_dict
 from fusedlr._step_hooks import hooked_step
-from fusedlr._validate import check_group, check_param, check_torch_flags, check_unique
+from fusedlr._validate import (
+    check_group,
+    check_param,
+    check_torch_flags,
+    check_unique,
+    group_params,
+)
 from fusedlr.diagnostics import check_double_schedule
 from fusedlr.schedules import ProgramBuilder
 
@@ -150,15 +156,7 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
 
     # -- groups ---------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
-        if not isinstance(param_group, dict):
-            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
-        params = param_group.get("params")
-        if isinstance(params, torch.Tensor):
-            params = [params]
-        elif isinstance(params, set):
-            raise TypeError("optimizer parameters need to be organized in ordered collections")
-        else:
-            params = list(params) if params is not None else []
+        params = group_params(param_group)
         merged = {**self.defaults, **param_group}
         index = len(self.param_groups)
         check_group(type(self).__name__, merged, self._algorithm, name=f"param group {index}")

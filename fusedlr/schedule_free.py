@@ -69,7 +69,7 @@ from fusedlr._device_state import (
     STEPS_PER_EPOCH,
     WEIGHT_DECAY,
 )
-from fusedlr._validate import check_param, check_unique
+from fusedlr._validate import check_param, check_unique, group_params
 from fusedlr.schedules import ProgramBuilder, Schedule
 
 # csrc/include/schedule_free.h: group-row fields and the device state row.
@@ -168,15 +168,7 @@ class _ScheduleFreeOptimizer(torch.optim.Optimizer):
                                  "optimizers keep fixed (it is the train/eval interpolation)")
 
     def add_param_group(self, param_group: dict) -> None:
-        if not isinstance(param_group, dict):
-            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
-        params = param_group.get("params")
-        if isinstance(params, torch.Tensor):
-            params = [params]
-        elif isinstance(params, set):
-            raise TypeError("optimizer parameters need to be organized in ordered collections")
-        else:
-            params = list(params) if params is not None else []
+        params = group_params(param_group)
         index = len(self.param_groups)
         self._check_group({**self.defaults, **param_group}, f"param group {index}")
         for i, p in enumerate(params):

@@ -113,9 +113,7 @@ void schedule_free_update_cpu(at::TensorList params, at::TensorList grads, at::T
                               const at::Tensor& program, const at::Tensor& hparams,
                               const at::Tensor& state) {
   const char* op = "schedule_free_update_";
-  check_schedule_free_tensors(op, params, grads, zs, exp_avg_sqs, groups, hparams, &state);
-  check_schedule_free_program(op, program, hparams);
-  TORCH_CHECK(grads.size() == params.size(), op, ": grads must have one tensor per param");
+  check_schedule_free_update(op, params, grads, zs, exp_avg_sqs, groups, program, hparams, state);
   prepare_groups(program, hparams, state);
   run_schedule_free(params, grads, zs, exp_avg_sqs, groups, hparams, state.data_ptr<double>(),
                     kSfUpdate);

@@ -9,24 +9,12 @@
 
 #include <vector>
 
+#include "cuda/elem_type_of.h"
 #include "cuda/schedule_free_launch.h"
 #include "schedule_free_args.h"
 
 namespace fusedlr {
 namespace {
-
-cuda::ElemType sf_elem_type(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat:
-      return cuda::ElemType::kFloat;
-    case at::kDouble:
-      return cuda::ElemType::kDouble;
-    case at::kHalf:
-      return cuda::ElemType::kHalf;
-    default:
-      return cuda::ElemType::kBFloat16;  // others are rejected by the checks
-  }
-}
 
 void check_sf_launch(const char* op, int err) {
   TORCH_CHECK(err == 0, op, ": CUDA launch failed: ", cuda::error_string(err));
@@ -58,7 +46,7 @@ void launch_all(const char* op, at::TensorList params, at::TensorList grads, at:
     }
     if (tensors.empty()) continue;
     check_sf_launch(op, cuda::launch_schedule_free(
-                            sf_elem_type(st), tensors.data(), static_cast<int64_t>(tensors.size()),
+                            elem_type_of(st), tensors.data(), static_cast<int64_t>(tensors.size()),
                             hparams.data_ptr<double>(), state, mode, adam, stream));
   }
 }
@@ -91,9 +79,7 @@ void schedule_free_update_cuda(at::TensorList params, at::TensorList grads, at::
                                const at::Tensor& program, const at::Tensor& hparams,
                                const at::Tensor& state) {
   const char* op = "schedule_free_update_";
-  check_schedule_free_tensors(op, params, grads, zs, exp_avg_sqs, groups, hparams, &state);
-  check_schedule_free_program(op, program, hparams);
-  TORCH_CHECK(grads.size() == params.size(), op, ": grads must have one tensor per param");
+  check_schedule_free_update(op, params, grads, zs, exp_avg_sqs, groups, program, hparams, state);
   prepare_groups(op, program, hparams, state);
   launch_all(op, params, grads, zs, exp_avg_sqs, groups, hparams, state.data_ptr<double>(),
              kSfUpdate);

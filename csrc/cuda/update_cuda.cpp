@@ -14,25 +14,11 @@
 #include <vector>
 
 #include "check_args.h"
+#include "cuda/elem_type_of.h"
 #include "cuda/launch.h"
 
 namespace fusedlr {
 namespace {
-
-cuda::ElemType elem_type(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat:
-      return cuda::ElemType::kFloat;
-    case at::kDouble:
-      return cuda::ElemType::kDouble;
-    case at::kHalf:
-      return cuda::ElemType::kHalf;
-    case at::kBFloat16:
-      return cuda::ElemType::kBFloat16;
-    default:
-      TORCH_CHECK(false, "fusedlr: unsupported CUDA param dtype ", t);
-  }
-}
 
 void check_cuda(const char* op, int err) {
   TORCH_CHECK(err == 0, op, ": CUDA launch failed: ", cuda::error_string(err));
@@ -63,7 +49,7 @@ void launch_by_type(const char* op, const BucketView& view,
   bool uniform = true;
   for (int64_t i = 0; i < n; ++i) uniform = uniform && view.params[i]->scalar_type() == first;
   if (uniform) {
-    if (n > 0) check_cuda(op, launch(elem_type(first), tensors.data(), n));
+    if (n > 0) check_cuda(op, launch(elem_type_of(first), tensors.data(), n));
     return;
   }
   for (at::ScalarType t : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
@@ -72,7 +58,7 @@ void launch_by_type(const char* op, const BucketView& view,
       if (view.params[i]->scalar_type() == t) subset.push_back(tensors[i]);
     }
     if (!subset.empty()) {
-      check_cuda(op, launch(elem_type(t), subset.data(), static_cast<int64_t>(subset.size())));
+      check_cuda(op, launch(elem_type_of(t), subset.data(), static_cast<int64_t>(subset.size())));
     }
   }
 }
