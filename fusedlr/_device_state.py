@@ -26,6 +26,17 @@ SCHEDULE_ROOT = 10
 GROUP_LR_SCALE = 11  # group['lr_scale'] (timm's layer-decay factor), 1 when absent
 
 
+def resized_scale(scale: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Per-group factors for n_groups groups: the old groups' kept, new ones 1 (same tensor
+    when the count is unchanged)."""
+    if scale.shape[0] == n_groups:
+        return scale
+    new = torch.ones(n_groups, dtype=torch.float64, device=scale.device)
+    keep = min(scale.shape[0], n_groups)
+    new[:keep].copy_(scale[:keep])
+    return new
+
+
 class DeviceState:
     """Schedule counter, group rows, plateau scale and evaluated lrs on one device."""
 
@@ -43,13 +54,9 @@ class DeviceState:
 
     def resize(self, host_rows: torch.Tensor, program: torch.Tensor) -> None:
         """New group count or program: keeps the counter tensor and the scales of old groups."""
-        n_old = self.lr_scale.shape[0]
         n_new = host_rows.shape[0]
-        if n_new != n_old:
-            scale = torch.ones(n_new, dtype=torch.float64, device=self.device)
-            keep = min(n_old, n_new)
-            scale[:keep].copy_(self.lr_scale[:keep])
-            self.lr_scale = scale
+        if n_new != self.lr_scale.shape[0]:
+            self.lr_scale = resized_scale(self.lr_scale, n_new)
             self.group_lr = torch.zeros(n_new, 2, dtype=torch.float64, device=self.device)
         if self.device.type == "cpu":
             self.hparams = host_rows

@@ -78,8 +78,11 @@ class HostLRMirror:
     @property
     def host_lr_unknown_reason(self) -> str | None:
         """Why ``get_host_lr`` cannot answer from the host, or None when it can."""
-        keys = sorted(self._host.blockers | ({COMPILED} if self._host.compiled else set()))
-        return "; ".join(_REASONS[k] for k in keys) if keys else None
+        host = self._host
+        if not (host.blockers or host.compiled):
+            return None
+        keys = sorted(host.blockers | ({COMPILED} if host.compiled else set()))
+        return "; ".join(_REASONS[k] for k in keys)
 
     def sync_host_counter(self) -> int:
         """Reads the device counter once (a sync) into the host mirror; returns it."""
@@ -113,8 +116,7 @@ class HostLRMirror:
             raise ValueError(f"fallback must be one of {_FALLBACKS}, got {fallback!r}")
         if which == "next":
             self._sync_groups()  # a schedule=None group's lr may have been set since the step
-        host = self._host
-        reason = self.host_lr_unknown_reason if host.blockers or host.compiled else None
+        reason = self.host_lr_unknown_reason
         if reason is not None:
             if fallback == "raise":
                 raise HostLRUnknownError(
@@ -150,8 +152,7 @@ class HostLRMirror:
             block = []
             for c in range(count, count + _BLOCK):
                 counter.fill_(c)
-                ops.eval_schedule_(self._host_program, self._host_rows, self._host_lr_scale,
-                                   counter, out)
+                ops.eval_schedule_(program, rows, scale, counter, out)
                 block.append(out.tolist())
             host.block_key, host.block_start, host.block = key, count, block
         return host.block

@@ -40,13 +40,13 @@ _FIX = (
 )
 
 
-def check_double_schedule(opt, index: int, group: dict, old_lr: float | None) -> bool:
+def check_double_schedule(opt, index: int, group: dict, old_lr: float) -> bool:
     """Warns (returns True) if the scheduled group ``index`` was touched by another scheduler:
     it gained ``initial_lr`` (torch's and timm's schedulers set it when they attach) or its
     ``lr`` changed from ``old_lr``. Called by ``_sync_groups`` only for groups with a schedule,
     and only until it has warned once."""
     attached = "initial_lr" in group and not opt._initial_lr_at_layout[index]
-    changed = old_lr is not None and float(group["lr"]) != old_lr
+    changed = float(group["lr"]) != old_lr
     if not (attached or changed):
         return False
     torch_wrapped = getattr(getattr(opt, "step", None), "_wrapped_by_lr_sched", False)

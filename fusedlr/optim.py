@@ -68,6 +68,7 @@ from fusedlr._device_state import (
     STEPS_PER_EPOCH,
     WEIGHT_DECAY,
     DeviceState,
+    resized_scale,
 )
 from fusedlr._host_lr import HostLRMirror
 from fusedlr._state_io import load_optimizer_state, optimizer_state_dict
@@ -231,11 +232,8 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         self._buckets = list(buckets.values())
         self._multi_bucket = len(self._buckets) > 1
         self._has_cuda = any(b.device.type == "cuda" for b in self._buckets)
-        n_old, n_new = self._host_lr_scale.numel(), len(self.param_groups)
-        if n_old != n_new:  # the plateau factors' host copy, kept for the old groups
-            scale = torch.ones(n_new, dtype=torch.float64)
-            scale[: min(n_old, n_new)] = self._host_lr_scale[: min(n_old, n_new)]
-            self._host_lr_scale = scale
+        # the plateau factors' host copy (get_host_lr), kept for the old groups
+        self._host_lr_scale = resized_scale(self._host_lr_scale, len(self.param_groups))
 
         devices = {b.device for b in self._buckets} or {torch.device("cpu")}
         for dev in devices:

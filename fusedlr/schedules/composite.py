@@ -18,6 +18,17 @@ from ._base import (
 from .torch_like import _as_seq
 
 
+def _children(schedules, owner: str) -> tuple[Schedule, ...]:
+    """A composite's child schedules, checked: a non-empty sequence of specs."""
+    scheds = tuple(
+        check_schedule(f"schedules[{i}]", s, owner=owner)
+        for i, s in enumerate(_as_seq(schedules, "schedules", owner))
+    )
+    if not scheds:
+        raise ValueError(f"{owner}: schedules must not be empty")
+    return scheds
+
+
 class SequentialLR(Schedule):
     r"""Runs ``schedules[i]`` from ``milestones[i-1]`` on, each restarted at 0
     (torch ``SequentialLR``): warmup then anything.
@@ -33,12 +44,7 @@ class SequentialLR(Schedule):
 
     def __init__(self, schedules: Sequence[Schedule], milestones: Sequence[int]):
         owner = "SequentialLR"
-        scheds = tuple(
-            check_schedule(f"schedules[{i}]", s, owner=owner)
-            for i, s in enumerate(_as_seq(schedules, "schedules", owner))
-        )
-        if not scheds:
-            raise ValueError("SequentialLR: schedules must not be empty")
+        scheds = _children(schedules, owner)
         ms = tuple(
             check_int(f"milestones[{i}]", m, 1, owner=owner)
             for i, m in enumerate(_as_seq(milestones, "milestones", owner))
@@ -83,12 +89,7 @@ class ChainedScheduler(Schedule):
 
     def __init__(self, schedules: Sequence[Schedule]):
         owner = "ChainedScheduler"
-        scheds = tuple(
-            check_schedule(f"schedules[{i}]", s, owner=owner)
-            for i, s in enumerate(_as_seq(schedules, "schedules", owner))
-        )
-        if not scheds:
-            raise ValueError("ChainedScheduler: schedules must not be empty")
+        scheds = _children(schedules, owner)
         self.schedules = scheds
         if self.chain_depth() > MAX_CHAIN_DEPTH:
             raise ValueError(
@@ -132,12 +133,7 @@ class JoinSchedules(Schedule):
 
     def __init__(self, schedules: Sequence[Schedule], boundaries: Sequence[int]):
         owner = "JoinSchedules"
-        scheds = tuple(
-            check_schedule(f"schedules[{i}]", s, owner=owner)
-            for i, s in enumerate(_as_seq(schedules, "schedules", owner))
-        )
-        if not scheds:
-            raise ValueError(f"{owner}: schedules must not be empty")
+        scheds = _children(schedules, owner)
         bs = tuple(
             check_int(f"boundaries[{i}]", b, 0, owner=owner)
             for i, b in enumerate(_as_seq(boundaries, "boundaries", owner))
