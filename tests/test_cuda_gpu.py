@@ -13,10 +13,12 @@ import fusedlr
 from fusedlr import _C, emulate, ops, schedules
 
 pytestmark = [
-    pytest.mark.skipif(not torch.cuda.is_available(),
-                       reason="no CUDA device (torch.cuda.is_available() is False)"),
-    pytest.mark.skipif(not _C.cuda_compiled(),
-                       reason="fusedlr was built without CUDA kernels (FUSEDLR_CUDA=0)"),
+    pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="no CUDA device (torch.cuda.is_available() is False)"
+    ),
+    pytest.mark.skipif(
+        not _C.cuda_compiled(), reason="fusedlr was built without CUDA kernels (FUSEDLR_CUDA=0)"
+    ),
 ]
 
 SIZES = (1, 7, 4097, 65537, 65536 * 2 + 5)
@@ -27,8 +29,10 @@ TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-
 def _params(dtype, device, seed, offset=0):
     """Params of SIZES; with offset=1 each starts one element past a 16-byte boundary."""
     gen = torch.Generator().manual_seed(seed)
-    return [_place(torch.randn(n, generator=gen, dtype=torch.float64), device, dtype, offset)
-            for n in SIZES]
+    return [
+        _place(torch.randn(n, generator=gen, dtype=torch.float64), device, dtype, offset)
+        for n in SIZES
+    ]
 
 
 def _place(values, device, dtype, offset):
@@ -38,8 +42,9 @@ def _place(values, device, dtype, offset):
 
 def _fresh(params):
     """Copies that keep each param's alignment (storage offset)."""
-    return [_place(p.detach().cpu().double(), p.device, p.dtype, p.storage_offset() % 2)
-            for p in params]
+    return [
+        _place(p.detach().cpu().double(), p.device, p.dtype, p.storage_offset() % 2) for p in params
+    ]
 
 
 def _grads(params, step, seed):
@@ -50,8 +55,9 @@ def _grads(params, step, seed):
 def _run_torch(kind, params, steps, seed, **kw):
     params = _fresh(params)
     if kind == "sgd":
-        opt = torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2,
-                              foreach=False)
+        opt = torch.optim.SGD(
+            params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2, foreach=False
+        )
     else:
         cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
         opt = cls(params, lr=1e-2, weight_decay=0.1, amsgrad=True, foreach=False, **kw)
@@ -68,8 +74,9 @@ def _run_fused(kind, params, steps, seed, **kw):
     params = _fresh(params)
     schedule = schedules.StepLR(step_size=2, gamma=0.5)
     if kind == "sgd":
-        opt = fusedlr.SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2,
-                          schedule=schedule)
+        opt = fusedlr.SGD(
+            params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2, schedule=schedule
+        )
     else:
         cls = fusedlr.AdamW if kind == "adamw" else fusedlr.Adam
         opt = cls(params, lr=1e-2, weight_decay=0.1, amsgrad=True, schedule=schedule, **kw)
@@ -131,8 +138,9 @@ def test_found_inf_changes_nothing(kind):
     params = _params(torch.float32, "cuda", seed=4)
     _, opt = _run_fused(kind, params, 2, seed=4)
     call = opt._buckets[0].calls[None]
-    before = [t.clone() for lst in ([call.params], call.lists, [call.steps]) for x in lst
-              for t in x]
+    before = [
+        t.clone() for lst in ([call.params], call.lists, [call.steps]) for x in lst for t in x
+    ]
     for p, g in zip(call.params, _grads(call.params, 50, seed=4), strict=True):
         p.grad = g
     opt.grad_scale = torch.tensor(4.0, device="cuda")
@@ -146,9 +154,10 @@ def test_found_inf_changes_nothing(kind):
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 def test_step_does_not_sync(kind):
     params = _params(torch.float32, "cuda", seed=5)
-    _, opt = _run_fused(kind, params, 1, seed=5)  # state allocated, calls cached
-    for p, g in zip(params, _grads(params, 1, seed=5), strict=True):
-        p.grad = g
+    live, opt = _run_fused(kind, params, 1, seed=5)  # state allocated, calls cached
+    for p, g in zip(live, _grads(live, 1, seed=5), strict=True):
+        p.grad = g  # the optimizer's params (live), not the caller's (params)
+    before = [p.clone() for p in live]
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -156,6 +165,11 @@ def test_step_does_not_sync(kind):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
+    # the step ran with the new grads: as torch.optim's second step with the same grads
+    expected = _run_torch(kind, params, 2, seed=5)
+    for b, p, e in zip(before, live, expected, strict=True):
+        assert not torch.equal(b, p)
+        torch.testing.assert_close(p, e, **TOL[torch.float32])
 
 
 def test_cuda_graph_replays_changing_lr():
@@ -163,8 +177,14 @@ def test_cuda_graph_replays_changing_lr():
     params = _params(torch.float32, "cuda", seed=6)
     expected = _run_torch("sgd", params, STEPS, seed=6)
     live = _fresh(params)
-    opt = fusedlr.SGD(live, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2,
-                      schedule=schedules.StepLR(step_size=2, gamma=0.5))
+    opt = fusedlr.SGD(
+        live,
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=1e-2,
+        schedule=schedules.StepLR(step_size=2, gamma=0.5),
+    )
     static_grads = [torch.zeros_like(p) for p in live]
     for p, g in zip(live, static_grads, strict=True):
         p.grad = g
