@@ -85,6 +85,16 @@ def _nvcc_archs(nvcc):
     return names if out.returncode == 0 and names else None
 
 
+def _torch_archs(torch):
+    """The archs torch was built for. Older torch returns [] from ``get_arch_list()`` on a machine
+    without a GPU; the build flags it reads are there regardless."""
+    archs = torch.cuda.get_arch_list()
+    flags = getattr(torch._C, "_cuda_getArchFlags", None)
+    if not archs and flags is not None:
+        archs = (flags() or "").split()
+    return archs
+
+
 def find_cuda_home():
     """CUDA_HOME from the environment, or from nvcc on PATH; None if there is none."""
     for var in ("CUDA_HOME", "CUDA_PATH"):
@@ -140,7 +150,7 @@ def build_extensions():
         os.environ["CUDA_HOME"] = cuda_home
         if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
             nvcc_archs = _nvcc_archs(os.path.join(cuda_home, "bin", "nvcc"))
-            archs = cuda_arch.default_arch_list(torch.cuda.get_arch_list(), nvcc_archs)
+            archs = cuda_arch.default_arch_list(_torch_archs(torch), nvcc_archs)
             os.environ["TORCH_CUDA_ARCH_LIST"] = archs
             _log(f"TORCH_CUDA_ARCH_LIST={archs} (torch's archs that nvcc compiles)")
     _log(f"CUDA kernels: {'yes' if use_cuda else 'no'} ({reason})")
