@@ -99,9 +99,39 @@ int adam_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateC
   });
 }
 
+template <typename T>
+int check_typed(bool adam) {
+  cudaFuncAttributes attr{};
+  cudaError_t err = adam ? cudaFuncGetAttributes(&attr, adam_kernel<T>)
+                         : cudaFuncGetAttributes(&attr, sgd_kernel<T>);
+  if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kBlockThreads) {
+    err = cudaErrorInvalidConfiguration;
+  }
+  if (err == cudaSuccess) err = cudaFuncGetAttributes(&attr, step_kernel);
+  if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kStepThreads) {
+    err = cudaErrorInvalidConfiguration;
+  }
+  if (err != cudaSuccess) cudaGetLastError();  // not sticky: leave no error for a later check
+  return static_cast<int>(err);
+}
+
 }  // namespace
 
 namespace cuda {
+
+int check_update_kernels(ElemType type, bool adam) {
+  switch (type) {
+    case ElemType::kFloat:
+      return check_typed<float>(adam);
+    case ElemType::kDouble:
+      return check_typed<double>(adam);
+    case ElemType::kHalf:
+      return check_typed<__half>(adam);
+    case ElemType::kBFloat16:
+      return check_typed<__nv_bfloat16>(adam);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
 
 int launch_sgd_update(ElemType type, const UpdateTensor* tensors, int64_t n,
                       const UpdateCall& call) {

@@ -177,15 +177,16 @@ void build_plan(const TensorEntry<Depth>* tensors, int64_t n, int max_tensors, i
 template <typename Emit>
 void build_step_plan(float* const* steps, const int32_t* groups, const uint8_t* has_state,
                      int64_t n, const Emit& emit) {
-  StepMeta meta;
-  meta.count = 0;
+  // Zero-initialised, and again after each launch: the slots past `count` are never read,
+  // but the whole struct is the kernel argument, so no uninitialised byte is copied.
+  StepMeta meta{};
   for (int64_t i = 0; i < n; ++i) {
     meta.step[meta.count] = steps[i];
     meta.group[meta.count] = groups[i];
     meta.has_state[meta.count] = has_state[i];
     if (++meta.count == kStepTensors || i == n - 1) {
       emit(meta);
-      meta.count = 0;
+      meta = StepMeta{};
     }
   }
 }
