@@ -17,6 +17,9 @@
 #   PYTEST_ARGS  default "-q tests"
 #   MAX_JOBS     compile jobs (default 1)
 #
+# Versions run one after another: the suite peaks at about 11 GB of memory, so two runs of this
+# script at once on a 24 GiB machine get one killed (seen: exit 137).
+#
 # Needs PyPI (the Linux torch wheels pull the CUDA libraries: a few GB per version, cached by
 # pip). A pip constraints file given in PIP_CONSTRAINT or pip's config (some machines cap torch)
 # is replaced, for these installs, by one that pins the version under test.
