@@ -210,7 +210,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["fusedlr", "fusedlr.*"]),
     python_requires=">=3.10",
-    install_requires=["torch>=2.4"],
+    install_requires=["torch>=2.11"],  # tested: README, "Supported torch versions"
     extras_require={
         "tools": ["matplotlib", "tqdm", "scikit-learn"],
         "test": ["pytest", "hypothesis", "matplotlib", "tqdm", "scikit-learn"],

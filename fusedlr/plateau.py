@@ -96,7 +96,8 @@ class ReduceLROnPlateau:
     Differences from torch, all because nothing may wait for the host:
 
     * ``best``, ``num_bad_epochs``, ``cooldown_counter`` and ``last_epoch`` are 0-dim device
-      tensors (read them with ``.item()`` when you want a host value; that syncs).
+      tensors (read them with ``.item()`` when you want a host value; that syncs): read-only
+      views of one-element state tensors, which ``state_dict()`` saves as 0-dim CPU tensors.
     * ``get_last_lr()`` returns 0-dim float64 device tensors (the lrs the next step uses).
     * ``step(metric)`` takes a 0-dim (or one-element) tensor on any device, or a Python number.
       Inside a captured CUDA graph pass a tensor: a Python number is baked into the graph.
@@ -122,11 +123,14 @@ class ReduceLROnPlateau:
         device = next(iter(optimizer._devices))
         self.device = device
         worse = math.inf if self.mode == "min" else -math.inf
-        self.best = torch.full((), worse, dtype=torch.float64, device=device)
-        self.num_bad_epochs = torch.zeros((), dtype=torch.int64, device=device)
-        self.cooldown_counter = torch.zeros((), dtype=torch.int64, device=device)
-        self.last_epoch = torch.zeros((), dtype=torch.int64, device=device)
-        self._metric = torch.zeros((), dtype=torch.float64, device=device)
+        # One-element 1-D tensors, not 0-dim: torch.compile on torch 2.11-2.13 drops in-place
+        # writes to 0-dim tensors that are not arguments of the compiled function (a compiled
+        # step() then cut the lr one step early). The public 0-dim names are views of these.
+        self._best = torch.full((1,), worse, dtype=torch.float64, device=device)
+        self._num_bad_epochs = torch.zeros(1, dtype=torch.int64, device=device)
+        self._cooldown_counter = torch.zeros(1, dtype=torch.int64, device=device)
+        self._last_epoch = torch.zeros(1, dtype=torch.int64, device=device)
+        self._metric = torch.zeros(1, dtype=torch.float64, device=device)
         self._allocate_groups(n_groups)
 
     def _allocate_groups(self, n_groups: int) -> None:
@@ -156,7 +160,7 @@ class ReduceLROnPlateau:
         """Feeds one metric: updates best, bad epochs, cooldown and lr factors, on the device."""
         self._set_metric(metrics)
         self._check_groups()
-        m, best = self._metric, self.best
+        m, best = self._metric, self._best
         if self.mode == "min" and self.threshold_mode == "rel":
             better = m < best * (1.0 - self.threshold)
         elif self.mode == "min":
@@ -166,15 +170,15 @@ class ReduceLROnPlateau:
         else:
             better = m > best + self.threshold
         best.copy_(torch.where(better, m, best))
-        bad = torch.where(better, 0, self.num_bad_epochs + 1)
-        in_cooldown = self.cooldown_counter > 0
-        cooldown = torch.where(in_cooldown, self.cooldown_counter - 1, self.cooldown_counter)
+        bad = torch.where(better, 0, self._num_bad_epochs + 1)
+        in_cooldown = self._cooldown_counter > 0
+        cooldown = torch.where(in_cooldown, self._cooldown_counter - 1, self._cooldown_counter)
         bad = torch.where(in_cooldown, 0, bad)  # bad epochs in cooldown are ignored
         reduce = bad > self.patience
         self._reduce_lr(reduce)
-        self.cooldown_counter.copy_(torch.where(reduce, self.cooldown, cooldown))
-        self.num_bad_epochs.copy_(torch.where(reduce, 0, bad))
-        self.last_epoch.add_(1)
+        self._cooldown_counter.copy_(torch.where(reduce, self.cooldown, cooldown))
+        self._num_bad_epochs.copy_(torch.where(reduce, 0, bad))
+        self._last_epoch.add_(1)
 
     def _set_metric(self, metrics) -> None:
         if isinstance(metrics, torch.Tensor):
@@ -185,7 +189,7 @@ class ReduceLROnPlateau:
                 )
             if metrics.is_complex():
                 raise TypeError("ReduceLROnPlateau.step: metrics must be real")
-            self._metric.copy_(metrics.detach().reshape(()), non_blocking=True)
+            self._metric.copy_(metrics.detach().reshape(1), non_blocking=True)
         elif isinstance(metrics, numbers.Real) and not isinstance(metrics, bool):
             self._metric.fill_(float(metrics))
         else:
@@ -214,6 +218,27 @@ class ReduceLROnPlateau:
                 other.lr_scale.copy_(scale, non_blocking=True)
 
     # -- introspection --------------------------------------------------------------------------
+    # The state as 0-dim views of the 1-element storage (same data_ptr at every access).
+    @property
+    def best(self) -> torch.Tensor:
+        """0-dim float64 device tensor: the best metric so far."""
+        return self._best.view(())
+
+    @property
+    def num_bad_epochs(self) -> torch.Tensor:
+        """0-dim int64 device tensor."""
+        return self._num_bad_epochs.view(())
+
+    @property
+    def cooldown_counter(self) -> torch.Tensor:
+        """0-dim int64 device tensor."""
+        return self._cooldown_counter.view(())
+
+    @property
+    def last_epoch(self) -> torch.Tensor:
+        """0-dim int64 device tensor: the number of ``step(metric)`` calls."""
+        return self._last_epoch.view(())
+
     def get_last_lr(self) -> list[torch.Tensor]:
         """Per group, the lr the optimizer's next ``step()`` uses (0-dim float64 device tensors;
         reading them syncs)."""
@@ -222,7 +247,7 @@ class ReduceLROnPlateau:
     @property
     def in_cooldown(self) -> torch.Tensor:
         """0-dim bool device tensor."""
-        return self.cooldown_counter > 0
+        return self._cooldown_counter.view(()) > 0
 
     # -- state_dict -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -253,7 +278,7 @@ class ReduceLROnPlateau:
             if isinstance(v, torch.Tensor):
                 if v.numel() != 1:
                     raise ValueError(f"ReduceLROnPlateau.load_state_dict: {k} must be a scalar")
-                v = v.detach().reshape(())
+                v = v.detach().reshape(1)  # 0-dim in a state_dict; stored as one element
             elif not isinstance(v, numbers.Real) or isinstance(v, bool):
                 raise TypeError(f"ReduceLROnPlateau.load_state_dict: {k} must be a number")
             values[k] = v
@@ -265,7 +290,7 @@ class ReduceLROnPlateau:
         else:
             self._min_lr.copy_(torch.tensor(min_lrs, dtype=torch.float64))
         for k, v in values.items():
-            t = getattr(self, k)
+            t = getattr(self, "_" + k)
             if isinstance(v, torch.Tensor):
                 t.copy_(v)
             else:

@@ -170,6 +170,36 @@ def test_state_dict_round_trip_in_place():
     assert plateau2.state_dict()["min_lrs"] == kw["min_lr"]
 
 
+def test_state_dict_format_and_live_views():
+    """The state is stored as one-element tensors (torch.compile before 2.14 drops in-place
+    writes to 0-dim ones) but saved as 0-dim CPU tensors, as before; 0-dim and one-element
+    state loads alike. The public 0-dim attributes are views that follow later steps."""
+    opt, theirs = _pair()
+    reference = lr_scheduler.ReduceLROnPlateau(theirs, patience=1, cooldown=1)
+    plateau = fusedlr.ReduceLROnPlateau(opt, patience=1, cooldown=1)
+    best, bad = plateau.best, plateau.num_bad_epochs  # held across steps, as a graph would
+    for m in (3.0, 2.0, 2.5):
+        reference.step(m)
+        plateau.step(m)
+    assert float(best) == reference.best == 2.0 and int(bad) == reference.num_bad_epochs == 1
+    sd = plateau.state_dict()
+    for k in ("best", "num_bad_epochs", "cooldown_counter", "last_epoch"):
+        assert sd[k].dim() == 0 and sd[k].device.type == "cpu", k
+    for shape in ((), (1,)):
+        fresh = fusedlr.ReduceLROnPlateau(_pair()[0])
+        fresh.load_state_dict({**sd, **{k: sd[k].reshape(shape) for k in
+                                        ("best", "num_bad_epochs", "cooldown_counter",
+                                         "last_epoch")}})
+        for m in (2.5, 2.5, 1.0):
+            fresh.step(m)
+        assert float(fresh.best) == 1.0 and int(fresh.last_epoch) == 6
+    for m in (2.5, 2.5, 1.0):
+        reference.step(m)
+        plateau.step(m)
+    assert float(best) == reference.best == 1.0
+    assert _lrs(opt) == pytest.approx(reference.get_last_lr(), rel=1e-12)
+
+
 def test_loads_torch_state_dict():
     ours, theirs = _pair()
     reference = lr_scheduler.ReduceLROnPlateau(theirs, patience=1, cooldown=1)
