@@ -223,9 +223,16 @@ struct alignas(sizeof(T) * kILP < kVectorAlign ? sizeof(T) * kILP : kVectorAlign
   T v[kILP];
 };
 
+// The vector branch is the device's; FUSEDLR_HOST_VECTOR_PATH selects it on the host too, so
+// host tests (tests/cpp/vector_test.cpp, the fake CUDA runtime) run it under UBSan's alignment
+// check. Without it the host path is the scalar loop.
+#if defined(__CUDA_ARCH__) || defined(FUSEDLR_HOST_VECTOR_PATH)
+#define FUSEDLR_VECTOR_PATH 1
+#endif
+
 template <typename T>
 FUSEDLR_INLINE void load_vec(const T* src, T (&dst)[kILP]) {
-#if defined(__CUDA_ARCH__)
+#if defined(FUSEDLR_VECTOR_PATH)
   if constexpr (sizeof(T) * kILP > kVectorAlign) {
     const Half4<T> a = reinterpret_cast<const Half4<T>*>(src)[0];
     const Half4<T> b = reinterpret_cast<const Half4<T>*>(src)[1];
@@ -246,7 +253,7 @@ FUSEDLR_INLINE void load_vec(const T* src, T (&dst)[kILP]) {
 
 template <typename T>
 FUSEDLR_INLINE void store_vec(T* dst, const T (&src)[kILP]) {
-#if defined(__CUDA_ARCH__)
+#if defined(FUSEDLR_VECTOR_PATH)
   if constexpr (sizeof(T) * kILP > kVectorAlign) {
     Half4<T> a, b;
 #pragma unroll
