@@ -6,8 +6,16 @@
 // .item(), no copy to the host, no synchronize. grad_scale and found_inf are
 // read by the kernels through device pointers; the steps are advanced by a
 // separate launch after every update launch of the call.
+//
+// Compiled with FUSEDLR_FAKE_CUDA (csrc/fake_cuda/), the same code runs on the CPU against the fake
+// runtime: device guard and current stream come from cuda/fake_c10_cuda.h, CPU tensors stand in
+// for CUDA ones, and the ops are registered as fusedlr_fake_cuda::* for the tests.
+#if defined(FUSEDLR_FAKE_CUDA)
+#include "cuda/fake_c10_cuda.h"
+#else
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#endif
 #include <torch/library.h>
 
 #include <optional>
@@ -18,7 +26,23 @@
 #include "cuda/launch.h"
 
 namespace fusedlr {
+FUSEDLR_CUDA_ABI_BEGIN
 namespace {
+
+#if defined(FUSEDLR_FAKE_CUDA)
+namespace rt = fake_c10_cuda;
+#else
+namespace rt = c10::cuda;
+#endif
+
+// The device type the kernels run on (the fake runtime runs them on the CPU).
+bool on_kernel_device(const at::Device& d) {
+#if defined(FUSEDLR_FAKE_CUDA)
+  return d.is_cpu();
+#else
+  return d.is_cuda();
+#endif
+}
 
 void check_cuda(const char* op, int err) {
   TORCH_CHECK(err == 0, op, ": CUDA launch failed: ", cuda::error_string(err));
@@ -73,7 +97,7 @@ Prepared prepare(const char* op, const at::Tensor& hparams, const at::Tensor& gr
                  const std::optional<at::Tensor>& grad_scale,
                  const std::optional<at::Tensor>& found_inf) {
   const at::Device device = hparams.device();
-  TORCH_CHECK(device.is_cuda(), op, ": the CUDA kernel got tensors on ", device);
+  TORCH_CHECK(on_kernel_device(device), op, ": the CUDA kernel got tensors on ", device);
   Prepared p;
   p.scale = device_scalar(op, "grad_scale", grad_scale, device);
   p.inf = device_scalar(op, "found_inf", found_inf, device);
@@ -81,7 +105,7 @@ Prepared prepare(const char* op, const at::Tensor& hparams, const at::Tensor& gr
   p.call.group_lr = group_lr.data_ptr<double>();
   p.call.grad_scale = ptr_of(p.scale);
   p.call.found_inf = ptr_of(p.inf);
-  p.call.stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
+  p.call.stream = rt::getCurrentCUDAStream(device.index()).stream();
   return p;
 }
 
@@ -123,8 +147,8 @@ void eval_schedule_cuda(const at::Tensor& program, const at::Tensor& hparams,
     TORCH_CHECK(t->device() == hparams.device(), op, ": all arguments must be on one device, got ",
                 t->device(), " and ", hparams.device());
   }
-  const c10::cuda::CUDAGuard guard(hparams.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream(hparams.device().index()).stream();
+  const rt::CUDAGuard guard(hparams.device());
+  const auto stream = rt::getCurrentCUDAStream(hparams.device().index()).stream();
   check_cuda(op, cuda::launch_eval_schedule(
                      program.numel() > 0 ? program.data_ptr<double>() : nullptr,
                      hparams.data_ptr<double>(), lr_scale.data_ptr<double>(),
@@ -138,7 +162,7 @@ void sgd_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList
   const char* op = "sgd_update_";
   const BucketView view =
       check_bucket(op, params, grads, {{"momentum_buffers", bufs}}, steps, meta, hparams, group_lr);
-  const c10::cuda::CUDAGuard guard(hparams.device());
+  const rt::CUDAGuard guard(hparams.device());
   const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
   const int64_t n = static_cast<int64_t>(params.size());
   const int64_t* mt = meta.data_ptr<int64_t>();
@@ -174,7 +198,7 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
       op, params, grads,
       {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
       steps, meta, hparams, group_lr);
-  const c10::cuda::CUDAGuard guard(hparams.device());
+  const rt::CUDAGuard guard(hparams.device());
   const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
   const int64_t n = static_cast<int64_t>(params.size());
   const int64_t* mt = meta.data_ptr<int64_t>();
@@ -199,10 +223,13 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
   view.write_back(prep.scale.has_value());
 }
 
+#if !defined(FUSEDLR_FAKE_CUDA)
 TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
   m.impl("eval_schedule_", &eval_schedule_cuda);
   m.impl("sgd_update_", &sgd_update_cuda);
   m.impl("adam_update_", &adam_update_cuda);
 }
+#endif
 
+FUSEDLR_CUDA_ABI_END
 }  // namespace fusedlr

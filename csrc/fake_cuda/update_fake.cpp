@@ -1,0 +1,84 @@
+// csrc/cuda/update_cuda.cpp compiled against the fake CUDA runtime, and the test ops around it:
+//
+//   fusedlr_fake_cuda::eval_schedule_ / sgd_update_ / adam_update_
+//       the CUDA launchers (eval_schedule_cuda, sgd_update_cuda, adam_update_cuda) on CPU
+//       tensors: argument checks, pointer tables, type switch, launches, error checks;
+//   fusedlr_fake_cuda::reset(stream, fail_at, fail_code)
+//       clears the launch records, sets the current stream, and makes launch number fail_at
+//       (0-based, -1: none) return fail_code;
+//   fusedlr_fake_cuda::launches() -> int[]
+//       one row of kLaunchFields per launch: kernel id, grid xyz, block xyz, smem, stream,
+//       parameter bytes, result (kernel ids: 0 sgd, 1 adam, 2 step, 3 eval, -1 other);
+//   fusedlr_fake_cuda::guards() -> int: device guards taken since the reset.
+// A library of its own: test tools, not fusedlr ops (no fake kernels, no torch.compile support).
+#define FUSEDLR_FAKE_CUDA 1
+#include <string>
+
+#include "cuda/update_cuda.cpp"
+
+namespace fusedlr {
+namespace {
+
+constexpr int kLaunchFields = 11;
+
+int64_t kernel_id(const std::string& name) {
+  if (name.rfind("sgd_kernel", 0) == 0) return 0;
+  if (name.rfind("adam_kernel", 0) == 0) return 1;
+  if (name == "step_kernel") return 2;
+  if (name == "eval_schedule_kernel") return 3;
+  return -1;
+}
+
+void fake_cuda_reset(int64_t stream, int64_t fail_at, int64_t fail_code) {
+  fake_cuda::State& s = fake_cuda::state();
+  s.launches.clear();
+  s.guards = 0;
+  s.current_stream = reinterpret_cast<void*>(static_cast<uintptr_t>(stream));
+  s.fail_at = fail_at;
+  s.fail_code = static_cast<int>(fail_code);
+}
+
+std::vector<int64_t> fake_cuda_launches() {
+  std::vector<int64_t> out;
+  for (const fake_cuda::LaunchRecord& r : fake_cuda::state().launches) {
+    const int64_t row[kLaunchFields] = {kernel_id(r.kernel),
+                                        r.grid.x,
+                                        r.grid.y,
+                                        r.grid.z,
+                                        r.block.x,
+                                        r.block.y,
+                                        r.block.z,
+                                        static_cast<int64_t>(r.smem),
+                                        static_cast<int64_t>(reinterpret_cast<uintptr_t>(r.stream)),
+                                        static_cast<int64_t>(r.param_bytes),
+                                        r.result};
+    out.insert(out.end(), row, row + kLaunchFields);
+  }
+  return out;
+}
+
+int64_t fake_cuda_guards() { return fake_cuda::state().guards; }
+
+}  // namespace
+
+TORCH_LIBRARY(fusedlr_fake_cuda, m) {
+  m.def(
+      "eval_schedule_(Tensor program, Tensor hparams, Tensor lr_scale, Tensor counter, "
+      "Tensor(a!) out) -> ()",
+      &eval_schedule_cuda);
+  m.def(
+      "sgd_update_(Tensor(a!)[] params, Tensor(b!)[] grads, "
+      "Tensor(c!)[] momentum_buffers, Tensor(d!)[] steps, Tensor meta, Tensor hparams, "
+      "Tensor group_lr, Tensor? grad_scale, Tensor? found_inf) -> ()",
+      &sgd_update_cuda);
+  m.def(
+      "adam_update_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, "
+      "Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] steps, Tensor meta, "
+      "Tensor hparams, Tensor group_lr, Tensor? grad_scale, Tensor? found_inf) -> ()",
+      &adam_update_cuda);
+  m.def("reset(int stream, int fail_at, int fail_code) -> ()", &fake_cuda_reset);
+  m.def("launches() -> int[]", &fake_cuda_launches);
+  m.def("guards() -> int", &fake_cuda_guards);
+}
+
+}  // namespace fusedlr
