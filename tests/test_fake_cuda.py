@@ -277,3 +277,85 @@ def test_eval_schedule_launch():
     (r,) = _launches()
     assert (r["kernel"], r["gx"], r["bx"], r["stream"]) == (EVAL, 2, 64, STREAM)
     assert r["param_bytes"] == 6 * 8  # five pointers and an int64
+
+
+# ---------------------------------------------------------------------------------------------
+# schedule-free launchers (schedule_free_cuda.cpp, schedule_free_kernels.cu)
+
+SF_UPDATE, SF_PREPARE = 4, 5
+
+
+def _sf_rows(adam, rng):
+    """hparams of three groups and a state row after a few scalar passes."""
+    from fusedlr.schedule_free import GROUP_FIELDS, STATE_FIELDS
+
+    hp = torch.zeros(3, GROUP_FIELDS, dtype=torch.float64)
+    for g in range(3):
+        hp[g, 0] = 10 ** rng.uniform(-3, -1)  # lr
+        hp[g, 1] = rng.choice([0.0, 0.01])  # weight decay
+        hp[g, 2] = rng.uniform(0.5, 0.95)  # momentum / beta1
+        hp[g, 3] = rng.uniform(0.9, 0.999) if adam else 0.0  # beta2
+        hp[g, 4] = 1e-8 if adam else 0.0
+        hp[g, 9], hp[g, 10], hp[g, 11] = 1.0, -1.0, 1.0
+        hp[g, 12] = rng.choice([0.0, 5.0])
+        hp[g, 13] = rng.choice([0.0, 1.0])
+        hp[g, 14] = 2.0
+    state = torch.zeros(3, STATE_FIELDS, dtype=torch.float64)
+    state[:, 1] = -1.0
+    program = torch.zeros(0, dtype=torch.float64)
+    for _ in range(3):
+        ops.schedule_free_prepare_(program, hp, state)
+    return program, hp, state
+
+
+@pytest.mark.parametrize("operation", [0, 1, 2], ids=["update", "train", "eval"])
+@pytest.mark.parametrize("adam", [False, True], ids=["SGD", "AdamW"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_schedule_free_launcher_matches_cpu(dtype, adam, operation):
+    import random
+
+    rng = random.Random(11)
+    gen = torch.Generator().manual_seed(11)
+    program, hp, state = _sf_rows(adam, rng)
+    sizes = SIZES + (3,) * 45  # more tensors than one launch holds
+    params = [_rand((n,), dtype, gen) for n in sizes]
+    grads = [_rand((n,), dtype, gen) for n in sizes]
+    zs = [_rand((n,), dtype, gen) for n in sizes]
+    vs = [_rand((n,), dtype, gen).abs() for n in sizes] if adam else []
+    groups = torch.tensor([i % 3 for i in range(len(sizes))], dtype=torch.int64)
+    ref, fake = _copy([params, zs, vs]), _copy([params, zs, vs])
+    ref_state, fake_state = state.clone(), state.clone()
+    _reset()
+    if operation == 0:
+        ops.schedule_free_update_(ref[0], grads, ref[1], ref[2], groups, program, hp, ref_state)
+        _ops.schedule_free_update_(fake[0], grads, fake[1], fake[2], groups, program, hp,
+                                   fake_state)
+    else:
+        ops.schedule_free_swap_(ref[0], ref[1], groups, hp, operation == 1)
+        _ops.schedule_free_swap_(fake[0], fake[1], groups, hp, operation == 1)
+    assert torch.equal(fake_state, ref_state)
+    for a_list, b_list in zip(ref, fake, strict=True):  # the same math as the CPU op: bit for bit
+        for a, b in zip(a_list, b_list, strict=True):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+    launches = _launches()
+    if operation == 0:
+        assert (launches[0]["kernel"], launches[0]["gx"], launches[0]["bx"]) == (SF_PREPARE, 1, 64)
+        launches = launches[1:]
+    want = _plan_oracle(sizes, emulate.SCHEDULE_FREE_MAX_TENSORS)
+    assert all(r["kernel"] == SF_UPDATE and r["bx"] == emulate.BLOCK_THREADS for r in launches)
+    assert (len(launches), sum(r["gx"] for r in launches)) == want
+    assert all(r["stream"] == STREAM and r["result"] == 0 for r in launches)
+
+
+def test_schedule_free_launch_error():
+    import random
+
+    program, hp, state = _sf_rows(True, random.Random(12))
+    params = [torch.ones(5), torch.ones(7)]
+    _reset(0, 999)  # the scalar pass fails: the update is not launched
+    with pytest.raises(RuntimeError, match="schedule_free_update_: CUDA launch failed"):
+        _ops.schedule_free_update_(params, [torch.ones(5), torch.ones(7)], _copy([params])[0],
+                                   [torch.ones(5), torch.ones(7)], torch.tensor([0, 1]), program,
+                                   hp, state)
+    assert [r["kernel"] for r in _launches()] == [SF_PREPARE]
+    assert all(torch.equal(p, torch.ones_like(p)) for p in params)

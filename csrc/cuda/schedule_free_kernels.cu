@@ -8,6 +8,7 @@
 #include "schedule_free_block.h"
 
 namespace fusedlr {
+FUSEDLR_CUDA_ABI_BEGIN
 namespace {
 
 constexpr int kPrepareThreads = 64;
@@ -76,4 +77,5 @@ int launch_schedule_free_prepare(const double* program, const double* hparams, i
 }
 
 }  // namespace cuda
+FUSEDLR_CUDA_ABI_END
 }  // namespace fusedlr

@@ -8,41 +8,21 @@
 // separate launch after every update launch of the call.
 //
 // Compiled with FUSEDLR_FAKE_CUDA (csrc/fake_cuda/), the same code runs on the CPU against the fake
-// runtime: device guard and current stream come from cuda/fake_c10_cuda.h, CPU tensors stand in
+// runtime: device guard and current stream come from cuda/c10_cuda_or_fake.h, CPU tensors stand in
 // for CUDA ones, and the ops are registered as fusedlr_fake_cuda::* for the tests.
-#if defined(FUSEDLR_FAKE_CUDA)
-#include "cuda/fake_c10_cuda.h"
-#else
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 #include <torch/library.h>
 
 #include <optional>
 #include <vector>
 
 #include "check_args.h"
+#include "cuda/c10_cuda_or_fake.h"
 #include "cuda/elem_type_of.h"
 #include "cuda/launch.h"
 
 namespace fusedlr {
 FUSEDLR_CUDA_ABI_BEGIN
 namespace {
-
-#if defined(FUSEDLR_FAKE_CUDA)
-namespace rt = fake_c10_cuda;
-#else
-namespace rt = c10::cuda;
-#endif
-
-// The device type the kernels run on (the fake runtime runs them on the CPU).
-bool on_kernel_device(const at::Device& d) {
-#if defined(FUSEDLR_FAKE_CUDA)
-  return d.is_cpu();
-#else
-  return d.is_cuda();
-#endif
-}
 
 void check_cuda(const char* op, int err) {
   TORCH_CHECK(err == 0, op, ": CUDA launch failed: ", cuda::error_string(err));

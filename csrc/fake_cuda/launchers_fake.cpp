@@ -1,19 +1,23 @@
-// csrc/cuda/update_cuda.cpp compiled against the fake CUDA runtime, and the test ops around it:
+// csrc/cuda/update_cuda.cpp and schedule_free_cuda.cpp compiled against the fake CUDA runtime
+// (one translation unit: torch's headers are parsed once), and the test ops around them:
 //
-//   fusedlr_fake_cuda::eval_schedule_ / sgd_update_ / adam_update_
-//       the CUDA launchers (eval_schedule_cuda, sgd_update_cuda, adam_update_cuda) on CPU
-//       tensors: argument checks, pointer tables, type switch, launches, error checks;
+//   fusedlr_fake_cuda::eval_schedule_ / sgd_update_ / adam_update_ / schedule_free_prepare_ /
+//   schedule_free_update_ / schedule_free_swap_
+//       the CUDA launchers (eval_schedule_cuda, ..., schedule_free_swap_cuda) on CPU tensors:
+//       argument checks, pointer tables, type switch, launches, error checks;
 //   fusedlr_fake_cuda::reset(stream, fail_at, fail_code)
 //       clears the launch records, sets the current stream, and makes launch number fail_at
 //       (0-based, -1: none) return fail_code;
 //   fusedlr_fake_cuda::launches() -> int[]
 //       one row of kLaunchFields per launch: kernel id, grid xyz, block xyz, smem, stream,
-//       parameter bytes, result (kernel ids: 0 sgd, 1 adam, 2 step, 3 eval, -1 other);
+//       parameter bytes, result (kernel ids: 0 sgd, 1 adam, 2 step, 3 eval,
+//       4 schedule-free update / switch, 5 schedule-free prepare, -1 other);
 //   fusedlr_fake_cuda::guards() -> int: device guards taken since the reset.
 // A library of its own: test tools, not fusedlr ops (no fake kernels, no torch.compile support).
 #define FUSEDLR_FAKE_CUDA 1
 #include <string>
 
+#include "cuda/schedule_free_cuda.cpp"
 #include "cuda/update_cuda.cpp"
 
 namespace fusedlr {
@@ -26,6 +30,8 @@ int64_t kernel_id(const std::string& name) {
   if (name.rfind("adam_kernel", 0) == 0) return 1;
   if (name == "step_kernel") return 2;
   if (name == "eval_schedule_kernel") return 3;
+  if (name.rfind("schedule_free_kernel", 0) == 0) return 4;
+  if (name == "schedule_free_prepare_kernel") return 5;
   return -1;
 }
 
@@ -76,6 +82,17 @@ TORCH_LIBRARY(fusedlr_fake_cuda, m) {
       "Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] steps, Tensor meta, "
       "Tensor hparams, Tensor group_lr, Tensor? grad_scale, Tensor? found_inf) -> ()",
       &adam_update_cuda);
+  m.def("schedule_free_prepare_(Tensor program, Tensor hparams, Tensor(a!) state) -> ()",
+        &schedule_free_prepare_cuda);
+  m.def(
+      "schedule_free_update_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] zs, "
+      "Tensor(c!)[] exp_avg_sqs, Tensor groups, Tensor program, Tensor hparams, "
+      "Tensor(d!) state) -> ()",
+      &schedule_free_update_cuda);
+  m.def(
+      "schedule_free_swap_(Tensor(a!)[] params, Tensor[] zs, Tensor groups, Tensor hparams, "
+      "bool to_train) -> ()",
+      &schedule_free_swap_cuda);
   m.def("reset(int stream, int fail_at, int fail_code) -> ()", &fake_cuda_reset);
   m.def("launches() -> int[]", &fake_cuda_launches);
   m.def("guards() -> int", &fake_cuda_guards);
