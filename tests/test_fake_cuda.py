@@ -23,7 +23,7 @@ from fusedlr import emulate, ops, schedules
 _ops = torch.ops.fusedlr_fake_cuda
 HAVE_FAKE = hasattr(_ops, "sgd_update_")
 pytestmark = pytest.mark.skipif(
-    not HAVE_FAKE, reason="fusedlr was built without the fake CUDA runtime (no toolkit headers)"
+    not HAVE_FAKE, reason="fusedlr was built without the fake runtime (toolkit headers not found)"
 )
 
 CPU = torch.device("cpu")
@@ -159,7 +159,8 @@ def _check_launches(kind, params, launches, n_steps):
     for r in launches:
         assert r["stream"] == STREAM and r["smem"] == 0 and r["result"] == 0
         assert (r["gy"], r["gz"], r["by"], r["bz"]) == (1, 1, 1, 1)
-        assert 0 < r["param_bytes"] <= 4096, r  # the classic kernel-parameter limit
+        # CUDA 12.1+'s kernel-parameter limit (multi_tensor.h static_asserts the 4 KB plan's).
+        assert 0 < r["param_bytes"] <= 32764, r
     for r in update:
         assert 1 <= r["gx"] <= emulate.MAX_BLOCKS and r["bx"] == emulate.BLOCK_THREADS
         assert r["param_bytes"] == update[0]["param_bytes"]
