@@ -25,8 +25,20 @@
 #include "schedule.h"
 #include "update.h"
 
+// Compiled with FUSEDLR_HOST_VECTOR_PATH (see load_vec), this header's code lives in an inline
+// namespace: the same source names, other symbols, so its inline functions (which take the vector
+// branch) never merge with the host build's (which take the scalar one) in one library.
+#if defined(FUSEDLR_HOST_VECTOR_PATH)
+#define FUSEDLR_MT_BEGIN inline namespace host_vector_path {
+#define FUSEDLR_MT_END }
+#else
+#define FUSEDLR_MT_BEGIN
+#define FUSEDLR_MT_END
+#endif
+
 namespace fusedlr {
 namespace mt {
+FUSEDLR_MT_BEGIN
 
 constexpr int64_t kChunkSize = 65536;  // elements per (tensor, chunk) block
 constexpr int kILP = 4;                // elements per thread per iteration
@@ -465,5 +477,6 @@ FUSEDLR_INLINE void eval_schedule_block(const double* prog, const double* hparam
   eval_group(prog, hparams, lr_scale, *counter, g, out + 2 * g);
 }
 
+FUSEDLR_MT_END
 }  // namespace mt
 }  // namespace fusedlr
