@@ -7,7 +7,9 @@ CUDA major version is found; no GPU is needed to build. Overrides:
   builds CPU-only.
 - ``CUDA_HOME`` names the toolkit root; otherwise it is read from ``nvcc --dryrun``
   (nvcc may be a wrapper script, so torch's own guess can be wrong).
-- ``TORCH_CUDA_ARCH_LIST`` (default ``8.0;9.0+PTX``).
+- ``TORCH_CUDA_ARCH_LIST``; by default every arch the installed torch is built for
+  (``torch.cuda.get_arch_list()``) that nvcc compiles, plus PTX of the newest. The extension
+  records what it contains (``fusedlr._C.cuda_archs()``, ``python -m fusedlr info``).
 - ``FUSEDLR_PTXAS_VERBOSE=1`` passes ``-Xptxas -v`` (register / spill report).
 - ``FUSEDLR_SANITIZE=1`` builds with AddressSanitizer and UBSan (CPU code).
 - ``FUSEDLR_FAKE_CUDA=0`` leaves out the fake-runtime build of the CUDA host code
@@ -19,6 +21,7 @@ torch).
 """
 
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -29,7 +32,19 @@ import tempfile
 from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_ARCHS = "8.0;9.0+PTX"
+
+
+def _load_cuda_arch():
+    """fusedlr/_cuda_arch.py, loaded by path: the fusedlr package cannot be imported before it
+    is built."""
+    path = os.path.join(HERE, "fusedlr", "_cuda_arch.py")
+    spec = importlib.util.spec_from_file_location("_fusedlr_cuda_arch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cuda_arch = _load_cuda_arch()
 
 
 def _log(msg):
@@ -61,6 +76,26 @@ def _nvcc_version(nvcc):
         return None
     match = re.search(r"release (\d+)\.(\d+)", out.stdout)
     return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _nvcc_archs(nvcc):
+    """The SASS targets nvcc compiles (``nvcc --list-gpu-code``); None if it cannot say."""
+    try:
+        out = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    names = re.findall(r"^sm_\w+$", out.stdout, re.MULTILINE)
+    return names if out.returncode == 0 and names else None
+
+
+def _torch_archs(torch):
+    """The archs torch was built for. Older torch returns [] from ``get_arch_list()`` on a machine
+    without a GPU; the build flags it reads are there regardless."""
+    archs = torch.cuda.get_arch_list()
+    flags = getattr(torch._C, "_cuda_getArchFlags", None)
+    if not archs and flags is not None:
+        archs = (flags() or "").split()
+    return archs
 
 
 def find_cuda_home():
@@ -128,7 +163,11 @@ def build_extensions():
     use_cuda, cuda_home, reason = decide_cuda(torch.version.cuda)
     if use_cuda:
         os.environ["CUDA_HOME"] = cuda_home
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCHS)
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+            nvcc_archs = _nvcc_archs(os.path.join(cuda_home, "bin", "nvcc"))
+            archs = cuda_arch.default_arch_list(_torch_archs(torch), nvcc_archs)
+            os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+            _log(f"TORCH_CUDA_ARCH_LIST={archs} (torch's archs that nvcc compiles)")
     _log(f"CUDA kernels: {'yes' if use_cuda else 'no'} ({reason})")
 
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
@@ -149,11 +188,16 @@ def build_extensions():
         include_dirs.append(fake_inc)
     if use_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))
-        archs = os.environ["TORCH_CUDA_ARCH_LIST"]
-        macros += [("FUSEDLR_WITH_CUDA", None), ("FUSEDLR_CUDA_ARCHS", f'"{archs}"')]
         nvcc = ["-O3", "-std=c++17"]
         if os.environ.get("FUSEDLR_PTXAS_VERBOSE") == "1":
             nvcc += ["-Xptxas", "-v"]
+        # The extension records the -gencode flags torch's build gives nvcc (private API, as
+        # BuildExtension calls it; stable since torch 1.x).
+        from torch.utils.cpp_extension import _get_cuda_arch_flags
+
+        archs = cuda_arch.archs_from_gencode(nvcc + _get_cuda_arch_flags(nvcc))
+        _log(f"CUDA code for: {' '.join(archs)}")
+        macros += [("FUSEDLR_WITH_CUDA", None), ("FUSEDLR_CUDA_ARCHS", f'"{",".join(archs)}"')]
         ext = CUDAExtension(
             "fusedlr._C",
             sources,

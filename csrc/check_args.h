@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/MaybeOwned.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,6 +40,29 @@ inline at::ScalarType state_dtype(at::ScalarType param) {
 }
 
 using NamedList = std::pair<const char*, at::TensorList>;
+
+// Every entry of a bucket needs its own step tensor: the CUDA step pass adds 1 to each
+// entry's step with a plain (non-atomic) `*step += 1`, so two entries sharing one step
+// would lose an increment there (and count twice on the CPU). Refused, naming both
+// entries. One pass when the addresses increase (the usual allocation order), else a sort.
+inline void check_unique_steps(const char* op, at::TensorList steps) {
+  const size_t n = steps.size();
+  std::vector<std::pair<uintptr_t, int64_t>> addr(n);
+  bool increasing = true;
+  for (size_t i = 0; i < n; ++i) {
+    addr[i] = {reinterpret_cast<uintptr_t>(steps[i].data_ptr()), static_cast<int64_t>(i)};
+    increasing = increasing && (i == 0 || addr[i - 1].first < addr[i].first);
+  }
+  if (increasing) return;
+  std::sort(addr.begin(), addr.end());
+  for (size_t i = 1; i < n; ++i) {
+    TORCH_CHECK(addr[i].first != addr[i - 1].first, op, ": steps[",
+                std::min(addr[i - 1].second, addr[i].second), "] and steps[",
+                std::max(addr[i - 1].second, addr[i].second),
+                "] are the same tensor (or share memory); every param needs its own step tensor, "
+                "since the steps are advanced without atomics");
+  }
+}
 
 // per_tensor lists have one state tensor per param; the last list of `states`
 // is indexed by the slot column of `meta` (momentum buffers, max_exp_avg_sqs).
@@ -118,6 +143,7 @@ inline BucketView check_bucket(const char* op, at::TensorList params, at::Tensor
           c10::MaybeOwned<at::Tensor>::owned(at::Tensor(view.grad_copies.back().second)));
     }
   }
+  check_unique_steps(op, steps);
   return view;
 }
 

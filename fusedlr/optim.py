@@ -53,6 +53,7 @@ from collections import defaultdict
 import torch
 
 from fusedlr import _C, ops
+from fusedlr._arch_check import check_cuda_kernels
 from fusedlr._device_state import (
     AMSGRAD,
     BASE_LR,
@@ -164,6 +165,7 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         for i, p in enumerate(params):
             check_param(p, i, index)
         check_unique(params, index)
+        check_cuda_kernels(params, index)
         super().add_param_group({**param_group, "params": params})
         if self._ready:
             try:

@@ -58,6 +58,7 @@ import numbers
 import torch
 
 from fusedlr import ops
+from fusedlr._arch_check import check_cuda_kernels
 from fusedlr._device_state import (
     BASE_LR,
     DAMPENING,
@@ -177,6 +178,7 @@ class _ScheduleFreeOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"param {i} of param group {index}: schedule-free optimizers "
                                  "need contiguous params (z is kept like the param)")
         check_unique(params, index)
+        check_cuda_kernels(params, index)
         super().add_param_group({**param_group, "params": params})
         if self._ready:
             self._relayout()

@@ -210,6 +210,28 @@ def test_split_plans_match_cpu(dtype, kind, shape):
     _assert_same(cpu, emu, dtype)
 
 
+@pytest.mark.parametrize("alias", ["same", "view"])
+@pytest.mark.parametrize("runner", ["cpu", "emulator"])
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_shared_step_tensor_refused(kind, runner, alias):
+    """Two entries of a direct op call sharing one step tensor (or a view of its memory) are
+    refused before any write: the CUDA step pass advances steps without atomics, so one of
+    the two increments would be lost."""
+    tensors, meta, hparams, group_lr = _prepare(kind, torch.float32, (7, 4097, 3, 5), seed=6)
+    steps = tensors[-1]
+    steps[3] = steps[1] if alias == "same" else steps[1].view(1)[0]
+    before = [[t.clone() for t in lst] for lst in tensors]
+    if runner == "cpu":
+        op = ops.sgd_update_ if kind == "sgd" else ops.adam_update_
+    else:
+        op = emulate.emulate_sgd_update_ if kind == "sgd" else emulate.emulate_adam_update_
+    with pytest.raises(RuntimeError, match=r"steps\[1\] and steps\[3\] are the same tensor"):
+        op(*tensors, meta, hparams, group_lr, torch.tensor(1024.0), None)
+    for b_list, a_list in zip(before, tensors, strict=True):
+        for b, a in zip(b_list, a_list, strict=True):
+            assert torch.equal(b, a)
+
+
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 def test_many_small_tensors_and_empty(kind):
     """More tensors than one metadata block holds, with empty tensors among them."""

@@ -17,14 +17,31 @@ FUSEDLR_CUDA_ABI_BEGIN
 
 namespace {
 
+// Resident blocks per SM the update kernels are compiled for (the second
+// argument of __launch_bounds__): ptxas keeps them within 65536 / (512 * 3) = 42,
+// i.e. 40 registers a thread. From the ptxas report (benchmarks/kernels.md): the
+// float and 16-bit SGD / Adam kernels fit 3 blocks of 512 threads with no spill
+// on sm_80 / sm_90 / sm_100, so a 320-block launch is one wave on A100 (108 SMs)
+// and H100 / H200 (132 SMs) where 2 blocks per SM made it 1.48 / 1.21 waves.
+// Double params need 58-80 registers and spill when squeezed: 0 leaves their
+// bound as plain __launch_bounds__(512) (no .minnctapersm).
 template <typename T>
-__global__ void __launch_bounds__(mt::kBlockThreads)
+struct MinBlocksPerSm {
+  static constexpr int kValue = 3;
+};
+template <>
+struct MinBlocksPerSm<double> {
+  static constexpr int kValue = 0;
+};
+
+template <typename T>
+__global__ void __launch_bounds__(mt::kBlockThreads, MinBlocksPerSm<T>::kValue)
     sgd_kernel(const __grid_constant__ mt::TensorListMeta<3> meta, const mt::UpdateArgs args) {
   mt::sgd_block<T>(meta, args, blockIdx.x, threadIdx.x, blockDim.x);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(mt::kBlockThreads)
+__global__ void __launch_bounds__(mt::kBlockThreads, MinBlocksPerSm<T>::kValue)
     adam_kernel(const __grid_constant__ mt::TensorListMeta<5> meta, const mt::UpdateArgs args) {
   mt::adam_block<T>(meta, args, blockIdx.x, threadIdx.x, blockDim.x);
 }
@@ -82,9 +99,39 @@ int adam_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateC
   });
 }
 
+template <typename T>
+int check_typed(bool adam) {
+  cudaFuncAttributes attr{};
+  cudaError_t err = adam ? cudaFuncGetAttributes(&attr, adam_kernel<T>)
+                         : cudaFuncGetAttributes(&attr, sgd_kernel<T>);
+  if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kBlockThreads) {
+    err = cudaErrorInvalidConfiguration;
+  }
+  if (err == cudaSuccess) err = cudaFuncGetAttributes(&attr, step_kernel);
+  if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kStepThreads) {
+    err = cudaErrorInvalidConfiguration;
+  }
+  if (err != cudaSuccess) cudaGetLastError();  // not sticky: leave no error for a later check
+  return static_cast<int>(err);
+}
+
 }  // namespace
 
 namespace cuda {
+
+int check_update_kernels(ElemType type, bool adam) {
+  switch (type) {
+    case ElemType::kFloat:
+      return check_typed<float>(adam);
+    case ElemType::kDouble:
+      return check_typed<double>(adam);
+    case ElemType::kHalf:
+      return check_typed<__half>(adam);
+    case ElemType::kBFloat16:
+      return check_typed<__nv_bfloat16>(adam);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
 
 int launch_sgd_update(ElemType type, const UpdateTensor* tensors, int64_t n,
                       const UpdateCall& call) {

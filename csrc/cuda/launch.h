@@ -48,6 +48,14 @@ int launch_sgd_update(ElemType type, const UpdateTensor* tensors, int64_t n,
 int launch_adam_update(ElemType type, const UpdateTensor* tensors, int64_t n,
                        const UpdateCall& call);
 
+// Checks, before a call's first launch, that the update kernel of `type` (Adam when
+// `adam`, else SGD) and the step kernel can be launched on the current device:
+// cudaFuncGetAttributes loads them, so a missing kernel image or a failed PTX JIT shows
+// here, and their thread limit must admit the launch shape. The launchers check every
+// element type of a call first, so a call refused for these reasons launched nothing.
+// Clears the error it reports (it is not sticky). 0 = success.
+int check_update_kernels(ElemType type, bool adam);
+
 // Advances the steps of n tensors after every update launch of the call
 // (SGD: only where has_state[i] and the group's momentum is nonzero).
 int launch_step_increment(float* const* steps, const int32_t* groups, const uint8_t* has_state,

@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "check_args.h"
@@ -45,25 +46,43 @@ const float* ptr_of(const std::optional<at::Tensor>& t) {
 }
 
 // Runs `launch(type, tensors, count)` once per element type present in the bucket.
+//
+// A rejected call changes nothing: check_bucket ran before, and every kernel this call
+// launches (the update kernel of each element type present, the step kernel) is checked
+// here before the first launch (check_update_kernels: kernel image, JIT, thread limit).
+// Past that, a launch can fail only on a broken context (a sticky error left by an
+// earlier kernel, after which the device's memory cannot be trusted anyway); then the
+// launches already queued by this call (other element types, earlier metadata blocks)
+// stay queued and the op raises.
 template <typename Launch>
 void launch_by_type(const char* op, const BucketView& view,
-                    const std::vector<cuda::UpdateTensor>& tensors, const Launch& launch) {
+                    const std::vector<cuda::UpdateTensor>& tensors, bool adam,
+                    const Launch& launch) {
   const int64_t n = static_cast<int64_t>(tensors.size());
-  const at::ScalarType first = n > 0 ? view.params[0]->scalar_type() : at::kFloat;
+  if (n == 0) return;
+  const at::ScalarType first = view.params[0]->scalar_type();
   bool uniform = true;
   for (int64_t i = 0; i < n; ++i) uniform = uniform && view.params[i]->scalar_type() == first;
   if (uniform) {
-    if (n > 0) check_cuda(op, launch(elem_type_of(first), tensors.data(), n));
+    check_cuda(op, cuda::check_update_kernels(elem_type_of(first), adam));
+    check_cuda(op, launch(elem_type_of(first), tensors.data(), n));
     return;
   }
+  std::vector<std::vector<cuda::UpdateTensor>> subsets;
+  std::vector<at::ScalarType> types;
   for (at::ScalarType t : {at::kFloat, at::kDouble, at::kHalf, at::kBFloat16}) {
     std::vector<cuda::UpdateTensor> subset;
     for (int64_t i = 0; i < n; ++i) {
       if (view.params[i]->scalar_type() == t) subset.push_back(tensors[i]);
     }
-    if (!subset.empty()) {
-      check_cuda(op, launch(elem_type_of(t), subset.data(), static_cast<int64_t>(subset.size())));
-    }
+    if (subset.empty()) continue;
+    check_cuda(op, cuda::check_update_kernels(elem_type_of(t), adam));
+    subsets.push_back(std::move(subset));
+    types.push_back(t);
+  }
+  for (size_t k = 0; k < subsets.size(); ++k) {
+    check_cuda(op, launch(elem_type_of(types[k]), subsets[k].data(),
+                          static_cast<int64_t>(subsets[k].size())));
   }
 }
 
@@ -160,7 +179,7 @@ void sgd_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList
     t.group = static_cast<int32_t>(mt[2 * i]);
     has_state[i] = slot >= 0 ? 1 : 0;
   }
-  launch_by_type(op, view, tensors,
+  launch_by_type(op, view, tensors, /*adam=*/false,
                  [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
                    return cuda::launch_sgd_update(type, ts, count, prep.call);
                  });
@@ -195,7 +214,7 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
     t.step = steps[i].data_ptr<float>();
     t.group = static_cast<int32_t>(mt[2 * i]);
   }
-  launch_by_type(op, view, tensors,
+  launch_by_type(op, view, tensors, /*adam=*/true,
                  [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
                    return cuda::launch_adam_update(type, ts, count, prep.call);
                  });

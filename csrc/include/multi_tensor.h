@@ -189,15 +189,16 @@ void build_plan(const TensorEntry<Depth>* tensors, int64_t n, int max_tensors, i
 template <typename Emit>
 void build_step_plan(float* const* steps, const int32_t* groups, const uint8_t* has_state,
                      int64_t n, const Emit& emit) {
-  StepMeta meta;
-  meta.count = 0;
+  // Zero-initialised, and again after each launch: the slots past `count` are never read,
+  // but the whole struct is the kernel argument, so no uninitialised byte is copied.
+  StepMeta meta{};
   for (int64_t i = 0; i < n; ++i) {
     meta.step[meta.count] = steps[i];
     meta.group[meta.count] = groups[i];
     meta.has_state[meta.count] = has_state[i];
     if (++meta.count == kStepTensors || i == n - 1) {
       emit(meta);
-      meta.count = 0;
+      meta = StepMeta{};
     }
   }
 }
@@ -331,12 +332,12 @@ FUSEDLR_INLINE void sgd_block(const TensorListMeta<3>& meta, const UpdateArgs& a
   const SgdCoeffs<O> c = SgdCoeffs<O>::template make<O>(s);
   T* p = static_cast<T*>(meta.addresses[0][t]) + span.start;
   T* gr = static_cast<T*>(meta.addresses[1][t]) + span.start;
-  if (c.has_buf) buf += span.start;
-  const bool load_buf = c.has_buf && !c.first;
+  if (c.has_buf()) buf += span.start;
+  const bool load_buf = c.has_buf() && !c.first();
   const int n = span.n;
   for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
-    O pv[kILP] = {}, gv[kILP] = {}, bv[kILP] = {};
     if (count == kILP) {
+      O pv[kILP] = {}, gv[kILP] = {}, bv[kILP] = {};
       T pr[kILP], gq[kILP];
       load_vec(p + i, pr);
       load_vec(gr + i, gq);
@@ -351,29 +352,24 @@ FUSEDLR_INLINE void sgd_block(const TensorListMeta<3>& meta, const UpdateArgs& a
         gq[k] = ElemTraits<T>::store(gv[k]);
       }
       store_vec(p + i, pr);
-      if (c.scaled) store_vec(gr + i, gq);
-      if (c.has_buf) store_vec(buf + i, bv);
+      if (c.scaled()) store_vec(gr + i, gq);
+      if (c.has_buf()) store_vec(buf + i, bv);
       return;
     }
+    // Strided (misaligned tensor) elements and the scalar tail, one element at a time:
+    // loading all kILP first needs more than the 40 registers of the launch bounds.
     const int stride = count == 1 ? 0 : block_dim;
-    const int m = count == 1 ? 1 : kILP;
+    const int lim = count == 1 ? 1 : kILP;
 #pragma unroll
     for (int k = 0; k < kILP; ++k) {
       const int j = i + k * stride;
-      if (k < m && j < n) {
-        pv[k] = load_elem(p, j);
-        gv[k] = load_elem(gr, j);
-        bv[k] = load_buf ? buf[j] : O(0);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < kILP; ++k) {
-      const int j = i + k * stride;
-      if (k < m && j < n) {
-        sgd_element(pv[k], gv[k], bv[k], c);
-        p[j] = ElemTraits<T>::store(pv[k]);
-        if (c.scaled) gr[j] = ElemTraits<T>::store(gv[k]);
-        if (c.has_buf) buf[j] = bv[k];
+      if (k < lim && j < n) {
+        O pe = load_elem(p, j), ge = load_elem(gr, j);
+        O be = load_buf ? buf[j] : O(0);
+        sgd_element(pe, ge, be, c);
+        p[j] = ElemTraits<T>::store(pe);
+        if (c.scaled()) gr[j] = ElemTraits<T>::store(ge);
+        if (c.has_buf()) buf[j] = be;
       }
     }
   });
@@ -397,56 +393,49 @@ FUSEDLR_INLINE void adam_block(const TensorListMeta<5>& meta, const UpdateArgs& 
   T* gr = static_cast<T*>(meta.addresses[1][t]) + span.start;
   O* m = static_cast<O*>(meta.addresses[2][t]) + span.start;
   O* v = static_cast<O*>(meta.addresses[3][t]) + span.start;
-  if (c.amsgrad) vmax += span.start;
+  if (c.amsgrad()) vmax += span.start;
   const int n = span.n;
   for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
-    O pv[kILP] = {}, gv[kILP] = {}, mv[kILP] = {}, vv[kILP] = {}, xv[kILP] = {};
     if (count == kILP) {
+      O pv[kILP] = {}, gv[kILP] = {}, mv[kILP] = {}, vv[kILP] = {}, xv[kILP] = {};
       T pr[kILP], gq[kILP];
       load_vec(p + i, pr);
       load_vec(gr + i, gq);
       load_vec(m + i, mv);
       load_vec(v + i, vv);
-      if (c.amsgrad) load_vec(vmax + i, xv);
+      if (c.amsgrad()) load_vec(vmax + i, xv);
 #pragma unroll
       for (int k = 0; k < kILP; ++k) {
         pv[k] = ElemTraits<T>::load(pr[k]);
         gv[k] = ElemTraits<T>::load(gq[k]);
-        if (!c.amsgrad) xv[k] = O(0);
+        if (!c.amsgrad()) xv[k] = O(0);
         adam_element<O, ScalarOps<O>>(pv[k], gv[k], mv[k], vv[k], xv[k], c);
         pr[k] = ElemTraits<T>::store(pv[k]);
         gq[k] = ElemTraits<T>::store(gv[k]);
       }
       store_vec(p + i, pr);
-      if (c.scaled) store_vec(gr + i, gq);
+      if (c.scaled()) store_vec(gr + i, gq);
       store_vec(m + i, mv);
       store_vec(v + i, vv);
-      if (c.amsgrad) store_vec(vmax + i, xv);
+      if (c.amsgrad()) store_vec(vmax + i, xv);
       return;
     }
+    // Strided (misaligned tensor) elements and the scalar tail, one element at a time:
+    // loading all kILP first needs more than the 40 registers of the launch bounds.
     const int stride = count == 1 ? 0 : block_dim;
     const int lim = count == 1 ? 1 : kILP;
 #pragma unroll
     for (int k = 0; k < kILP; ++k) {
       const int j = i + k * stride;
       if (k < lim && j < n) {
-        pv[k] = load_elem(p, j);
-        gv[k] = load_elem(gr, j);
-        mv[k] = m[j];
-        vv[k] = v[j];
-        xv[k] = c.amsgrad ? vmax[j] : O(0);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < kILP; ++k) {
-      const int j = i + k * stride;
-      if (k < lim && j < n) {
-        adam_element<O, ScalarOps<O>>(pv[k], gv[k], mv[k], vv[k], xv[k], c);
-        p[j] = ElemTraits<T>::store(pv[k]);
-        if (c.scaled) gr[j] = ElemTraits<T>::store(gv[k]);
-        m[j] = mv[k];
-        v[j] = vv[k];
-        if (c.amsgrad) vmax[j] = xv[k];
+        O pe = load_elem(p, j), ge = load_elem(gr, j), me = m[j], ve = v[j];
+        O xe = c.amsgrad() ? vmax[j] : O(0);
+        adam_element<O, ScalarOps<O>>(pe, ge, me, ve, xe, c);
+        p[j] = ElemTraits<T>::store(pe);
+        if (c.scaled()) gr[j] = ElemTraits<T>::store(ge);
+        m[j] = me;
+        v[j] = ve;
+        if (c.amsgrad()) vmax[j] = xe;
       }
     }
   });

@@ -85,11 +85,46 @@ FUSEDLR_INLINE AdamScalars make_adam_scalars(const double* row, const double* lr
   return s;
 }
 
-// SGD coefficients broadcast to the value type (opmath float or double).
+// Per-tensor flags of an update, packed in one integer. The element loops of the
+// CUDA kernels test bits of it: a bool per flag became a predicate register each,
+// and under predicate pressure ptxas re-derived them inside the loop from the
+// float64 scalars they came from (fp64 compares and conversions per element).
+enum UpdateFlag : uint32_t {
+  kFlagMaximize = 1u << 0,
+  kFlagHasWd = 1u << 1,      // weight_decay != 0
+  kFlagScaled = 1u << 2,     // grad_scale != 1: grads are unscaled (and written back)
+  kFlagNesterov = 1u << 3,   // SGD
+  kFlagFirst = 1u << 4,      // SGD: no update applied yet, the buffer starts as the grad
+  kFlagHasBuf = 1u << 5,     // SGD: momentum != 0 and a buffer exists
+  kFlagAmsgrad = 1u << 6,    // Adam: amsgrad and a max_exp_avg_sq slot exists
+  kFlagDecoupled = 1u << 7,  // AdamW
+  kFlagLerpLow = 1u << 8,    // Adam: 1 - beta1 < 0.5 (torch's lerp branch)
+};
+
+FUSEDLR_INLINE uint32_t flag_if(bool cond, uint32_t flag) { return cond ? flag : 0u; }
+
+// The flags as an opaque integer. Without the barrier the device compiler folds
+// `(flags & bit) != 0` back into the float64 compare the bit came from and sinks
+// that compare into every loop block that tests it (LLVM's CodeGenPrepare sinks
+// compares to their users); through it, a test is an integer AND.
+FUSEDLR_INLINE uint32_t opaque_flags(uint32_t flags) {
+#if defined(__CUDA_ARCH__)
+  asm("" : "+r"(flags));
+#endif
+  return flags;
+}
+
+// SGD coefficients of one tensor, computed once (outside any element loop) from the
+// float64 scalars and rounded to the value type V (opmath float or double, or a SIMD
+// vector of it; S is its scalar type): the same roundings as before they were hoisted.
 template <typename V>
 struct SgdCoeffs {
   V neg_lr, wd, momentum, one_minus_dampening, grad_scale;
-  bool nesterov, maximize, first, has_buf, has_wd, scaled;
+  uint32_t flags;
+  FUSEDLR_INLINE bool has(uint32_t f) const { return (flags & f) != 0u; }
+  FUSEDLR_INLINE bool scaled() const { return has(kFlagScaled); }
+  FUSEDLR_INLINE bool first() const { return has(kFlagFirst); }
+  FUSEDLR_INLINE bool has_buf() const { return has(kFlagHasBuf); }
   template <typename S>
   static FUSEDLR_INLINE SgdCoeffs make(const SgdScalars& s) {
     SgdCoeffs c;
@@ -98,12 +133,10 @@ struct SgdCoeffs {
     c.momentum = V(S(s.momentum));
     c.one_minus_dampening = V(S(1.0 - s.dampening));
     c.grad_scale = V(S(s.grad_scale));
-    c.nesterov = s.nesterov;
-    c.maximize = s.maximize;
-    c.first = s.first;
-    c.has_buf = s.has_buf;
-    c.has_wd = s.weight_decay != 0.0;
-    c.scaled = s.grad_scale != 1.0;
+    c.flags = opaque_flags(flag_if(s.nesterov, kFlagNesterov) | flag_if(s.maximize, kFlagMaximize) |
+                           flag_if(s.first, kFlagFirst) | flag_if(s.has_buf, kFlagHasBuf) |
+                           flag_if(s.weight_decay != 0.0, kFlagHasWd) |
+                           flag_if(s.grad_scale != 1.0, kFlagScaled));
     return c;
   }
 };
@@ -114,21 +147,27 @@ struct SgdCoeffs {
 // `grad` is unscaled in place when a grad scaler is active (as torch's fused kernels do).
 template <typename V>
 FUSEDLR_INLINE void sgd_element(V& p, V& grad, V& buf, const SgdCoeffs<V>& c) {
-  if (c.scaled) grad = grad / c.grad_scale;
-  V g = c.maximize ? V(0) - grad : grad;
-  if (c.has_wd) g = g + c.wd * p;
-  if (c.has_buf) {
-    buf = c.first ? g : buf * c.momentum + g * c.one_minus_dampening;
-    g = c.nesterov ? g + buf * c.momentum : buf;
+  if (c.has(kFlagScaled)) grad = grad / c.grad_scale;
+  V g = c.has(kFlagMaximize) ? V(0) - grad : grad;
+  if (c.has(kFlagHasWd)) g = g + c.wd * p;
+  if (c.has(kFlagHasBuf)) {
+    buf = c.has(kFlagFirst) ? g : buf * c.momentum + g * c.one_minus_dampening;
+    g = c.has(kFlagNesterov) ? g + buf * c.momentum : buf;
   }
   p = p + g * c.neg_lr;
 }
 
+// Adam / AdamW coefficients of one tensor (see SgdCoeffs): step_size and
+// sqrt(bias_correction2) stay computed in float64 by make_adam_scalars, once per
+// tensor, and are rounded here, as torch rounds its float64 scalars.
 template <typename V>
 struct AdamCoeffs {
   V wd, decay_factor, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, neg_step_size, bc2_sqrt,
       grad_scale;
-  bool maximize, amsgrad, decoupled, has_wd, lerp_low, scaled;
+  uint32_t flags;
+  FUSEDLR_INLINE bool has(uint32_t f) const { return (flags & f) != 0u; }
+  FUSEDLR_INLINE bool scaled() const { return has(kFlagScaled); }
+  FUSEDLR_INLINE bool amsgrad() const { return has(kFlagAmsgrad); }
   template <typename S>
   static FUSEDLR_INLINE AdamCoeffs make(const AdamScalars& s) {
     AdamCoeffs c;
@@ -142,12 +181,10 @@ struct AdamCoeffs {
     c.neg_step_size = V(S(-s.step_size));
     c.bc2_sqrt = V(S(s.bias_correction2_sqrt));
     c.grad_scale = V(S(s.grad_scale));
-    c.maximize = s.maximize;
-    c.amsgrad = s.amsgrad;
-    c.decoupled = s.decoupled;
-    c.has_wd = s.weight_decay != 0.0;
-    c.lerp_low = (1.0 - s.beta1) < 0.5;
-    c.scaled = s.grad_scale != 1.0;
+    c.flags = opaque_flags(
+        flag_if(s.maximize, kFlagMaximize) | flag_if(s.amsgrad, kFlagAmsgrad) |
+        flag_if(s.decoupled, kFlagDecoupled) | flag_if(s.weight_decay != 0.0, kFlagHasWd) |
+        flag_if((1.0 - s.beta1) < 0.5, kFlagLerpLow) | flag_if(s.grad_scale != 1.0, kFlagScaled));
     return c;
   }
 };
@@ -158,20 +195,20 @@ struct AdamCoeffs {
 //   vmax = max(vmax, v) (amsgrad);  p -= step_size * m / (sqrt(v or vmax) / bc2_sqrt + eps)
 template <typename V, typename Ops>
 FUSEDLR_INLINE void adam_element(V& p, V& grad, V& m, V& v, V& vmax, const AdamCoeffs<V>& c) {
-  if (c.scaled) grad = grad / c.grad_scale;
-  V g = c.maximize ? V(0) - grad : grad;
-  if (c.has_wd) {
-    if (c.decoupled) {
+  if (c.has(kFlagScaled)) grad = grad / c.grad_scale;
+  V g = c.has(kFlagMaximize) ? V(0) - grad : grad;
+  if (c.has(kFlagHasWd)) {
+    if (c.has(kFlagDecoupled)) {
       p = p * c.decay_factor;
     } else {
       g = g + c.wd * p;
     }
   }
   // torch's lerp: weight w = 1 - beta1; w < 0.5 ? m + w (g - m) : g - (g - m)(1 - w)
-  m = c.lerp_low ? m + c.one_minus_beta1 * (g - m) : g - (g - m) * c.beta1;
+  m = c.has(kFlagLerpLow) ? m + c.one_minus_beta1 * (g - m) : g - (g - m) * c.beta1;
   v = v * c.beta2 + c.one_minus_beta2 * g * g;
   V denom;
-  if (c.amsgrad) {
+  if (c.has(kFlagAmsgrad)) {
     vmax = Ops::max(vmax, v);
     denom = Ops::sqrt(vmax) / c.bc2_sqrt + c.eps;
   } else {
