@@ -190,7 +190,8 @@ def test_launcher_matches_cpu(kind, dtype):
     _assert_same(cpu, fake)
     assert not torch.equal(fake[0][4], tensors[0][4])
     _check_launches(kind, tensors[0], launches, len(sizes))
-    assert _ops.guards() == 1
+    guards, queries, cleared = _ops.counters()
+    assert (guards, queries, cleared) == (1, 2, 0)  # check_update_kernels: update + step kernel
 
 
 @pytest.mark.parametrize("layout", ["misaligned", "mixed"])
@@ -273,6 +274,35 @@ def test_launch_error_raises_and_stops(fail_at):
     if fail_at == 0:  # nothing ran
         for a_list, b_list in zip(tensors, fake, strict=True):
             assert all(torch.equal(a, b) for a, b in zip(a_list, b_list, strict=True))
+
+
+@pytest.mark.parametrize("case", ["no kernel image", "thread limit", "last dtype"])
+def test_unlaunchable_kernel_refused_before_any_launch(case):
+    """check_update_kernels runs for every dtype of the call before its first launch: a kernel
+    that cannot be loaded (209: no kernel image) or admits fewer threads than the launch shape
+    is refused with nothing launched or written, and the error is cleared."""
+    tensors, meta, hparams, group_lr = _prepare("adam", [torch.float32], SIZES, seed=13)
+    tensors = _copy(tensors)
+    gen = torch.Generator().manual_seed(13)
+    for i, dtype in enumerate((torch.float32, torch.float16, torch.bfloat16)):  # (states float)
+        tensors[0][i] = _rand((tensors[0][i].numel(),), dtype, gen)
+        tensors[1][i] = _rand((tensors[0][i].numel(),), dtype, gen)
+    fake = _copy(tensors)
+    if case == "no kernel image":
+        _ops.reset(STREAM, -1, 0, 209, 1024, 0)
+        match = "CUDA launch failed: injected error"
+    elif case == "thread limit":
+        _ops.reset(STREAM, -1, 0, 0, emulate.BLOCK_THREADS - 1, 0)
+        match = "CUDA launch failed: invalid configuration argument"
+    else:  # the third dtype's update kernel (queries: 2 per dtype)
+        _ops.reset(STREAM, -1, 0, 209, 1024, 4)
+        match = "CUDA launch failed: injected error"
+    with pytest.raises(RuntimeError, match=match):
+        _ops.adam_update_(*fake, meta, hparams, group_lr, None, None)
+    assert _launches() == []
+    assert _ops.counters()[2] == 1  # the error was cleared
+    for a_list, b_list in zip(tensors, fake, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(a_list, b_list, strict=True))
 
 
 def test_rejected_call_launches_nothing():

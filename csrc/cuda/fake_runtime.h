@@ -48,8 +48,13 @@ struct State {
   std::vector<LaunchRecord> launches;
   int64_t fail_at = -1;  // index (in `launches`) of a launch that returns fail_code
   int fail_code = 0;
-  void* current_stream = nullptr;  // what the fake getCurrentCUDAStream returns
-  int64_t guards = 0;              // device guards taken
+  void* current_stream = nullptr;    // what the fake getCurrentCUDAStream returns
+  int64_t guards = 0;                // device guards taken
+  int attribute_error = 0;           // what kernel-attribute queries return from...
+  int64_t attribute_fail_at = 0;     // ...this query index on (0-based)
+  int max_threads_per_block = 1024;  // the kernels' maxThreadsPerBlock attribute
+  int64_t attribute_queries = 0;
+  int64_t errors_cleared = 0;  // cudaGetLastError calls that reset an error
 };
 
 inline State& state() {
@@ -93,6 +98,24 @@ inline int check_config(const dim3& grid, const dim3& block, size_t smem, size_t
     return cudaErrorInvalidConfiguration;
   }
   if (smem > 48 * 1024 || params > kMaxParamBytes) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+
+// cudaFuncGetAttributes: maxThreadsPerBlock from the state, or the state's injected error.
+template <typename... P>
+cudaError_t func_attributes(cudaFuncAttributes* attr, void (*)(P...)) {
+  State& s = state();
+  if (s.attribute_queries++ >= s.attribute_fail_at && s.attribute_error != cudaSuccess) {
+    return static_cast<cudaError_t>(s.attribute_error);
+  }
+  *attr = cudaFuncAttributes{};
+  attr->maxThreadsPerBlock = s.max_threads_per_block;
+  return cudaSuccess;
+}
+
+// cudaGetLastError used to clear a reported error (nothing is sticky here).
+inline cudaError_t clear_error() {
+  ++state().errors_cleared;
   return cudaSuccess;
 }
 

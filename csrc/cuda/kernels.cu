@@ -102,16 +102,16 @@ int adam_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateC
 template <typename T>
 int check_typed(bool adam) {
   cudaFuncAttributes attr{};
-  cudaError_t err = adam ? cudaFuncGetAttributes(&attr, adam_kernel<T>)
-                         : cudaFuncGetAttributes(&attr, sgd_kernel<T>);
+  cudaError_t err = adam ? FUSEDLR_FUNC_ATTRIBUTES(&attr, adam_kernel<T>)
+                         : FUSEDLR_FUNC_ATTRIBUTES(&attr, sgd_kernel<T>);
   if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kBlockThreads) {
     err = cudaErrorInvalidConfiguration;
   }
-  if (err == cudaSuccess) err = cudaFuncGetAttributes(&attr, step_kernel);
+  if (err == cudaSuccess) err = FUSEDLR_FUNC_ATTRIBUTES(&attr, step_kernel);
   if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kStepThreads) {
     err = cudaErrorInvalidConfiguration;
   }
-  if (err != cudaSuccess) cudaGetLastError();  // not sticky: leave no error for a later check
+  if (err != cudaSuccess) FUSEDLR_CLEAR_ERROR();  // not sticky: leave no error for a later check
   return static_cast<int>(err);
 }
 

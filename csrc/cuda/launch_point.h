@@ -7,7 +7,9 @@
 // fake_cuda::launch (cuda/fake_runtime.h): the launch is recorded (kernel, grid, block, smem,
 // stream, kernel-argument bytes), checked as the runtime would, and the __global__ function runs
 // on the CPU over every (block, thread), so the host code around the launches is testable
-// without a GPU. launch_error_string(code) is cudaGetErrorString, or the fake's.
+// without a GPU. launch_error_string(code) is cudaGetErrorString, or the fake's;
+// FUSEDLR_FUNC_ATTRIBUTES(&attr, kernel) is cudaFuncGetAttributes and FUSEDLR_CLEAR_ERROR() is
+// cudaGetLastError() (to reset an error), or the fake's (fake_cuda::func_attributes, clear_error).
 #pragma once
 
 #include "cuda/launch.h"
@@ -18,6 +20,8 @@
 
 #define FUSEDLR_LAUNCH(kernel, grid, block, smem, stream, ...) \
   ::fusedlr::fake_cuda::launch(#kernel, kernel, dim3(grid), dim3(block), smem, stream, __VA_ARGS__)
+#define FUSEDLR_FUNC_ATTRIBUTES(attr, kernel) ::fusedlr::fake_cuda::func_attributes(attr, kernel)
+#define FUSEDLR_CLEAR_ERROR() ::fusedlr::fake_cuda::clear_error()
 
 namespace fusedlr {
 FUSEDLR_CUDA_ABI_BEGIN
@@ -33,6 +37,8 @@ FUSEDLR_CUDA_ABI_END
 
 #define FUSEDLR_LAUNCH(kernel, grid, block, smem, stream, ...) \
   (kernel<<<grid, block, smem, stream>>>(__VA_ARGS__), cudaGetLastError())
+#define FUSEDLR_FUNC_ATTRIBUTES(attr, kernel) cudaFuncGetAttributes(attr, kernel)
+#define FUSEDLR_CLEAR_ERROR() cudaGetLastError()
 
 namespace fusedlr {
 namespace cuda {

@@ -5,14 +5,16 @@
 //   schedule_free_update_ / schedule_free_swap_
 //       the CUDA launchers (eval_schedule_cuda, ..., schedule_free_swap_cuda) on CPU tensors:
 //       argument checks, pointer tables, type switch, launches, error checks;
-//   fusedlr_fake_cuda::reset(stream, fail_at, fail_code)
-//       clears the launch records, sets the current stream, and makes launch number fail_at
-//       (0-based, -1: none) return fail_code;
+//   fusedlr_fake_cuda::reset(stream, fail_at, fail_code, attribute_error, max_threads_per_block,
+//                            attribute_fail_at)
+//       clears the records, sets the current stream, makes launch number fail_at (0-based, -1:
+//       none) return fail_code, and kernel-attribute queries (check_update_kernels) from number
+//       attribute_fail_at on return attribute_error (0: none); all report max_threads_per_block;
 //   fusedlr_fake_cuda::launches() -> int[]
 //       one row of kLaunchFields per launch: kernel id, grid xyz, block xyz, smem, stream,
 //       parameter bytes, result (kernel ids: 0 sgd, 1 adam, 2 step, 3 eval,
 //       4 schedule-free update / switch, 5 schedule-free prepare, -1 other);
-//   fusedlr_fake_cuda::guards() -> int: device guards taken since the reset.
+//   fusedlr_fake_cuda::counters() -> int[]: device guards, attribute queries, errors cleared.
 // A library of its own: test tools, not fusedlr ops (no fake kernels, no torch.compile support).
 #define FUSEDLR_FAKE_CUDA 1
 #include <string>
@@ -35,10 +37,16 @@ int64_t kernel_id(const std::string& name) {
   return -1;
 }
 
-void fake_cuda_reset(int64_t stream, int64_t fail_at, int64_t fail_code) {
+void fake_cuda_reset(int64_t stream, int64_t fail_at, int64_t fail_code, int64_t attribute_error,
+                     int64_t max_threads_per_block, int64_t attribute_fail_at) {
   fake_cuda::State& s = fake_cuda::state();
   s.launches.clear();
   s.guards = 0;
+  s.attribute_queries = 0;
+  s.errors_cleared = 0;
+  s.attribute_error = static_cast<int>(attribute_error);
+  s.attribute_fail_at = attribute_fail_at;
+  s.max_threads_per_block = static_cast<int>(max_threads_per_block);
   s.current_stream = reinterpret_cast<void*>(static_cast<uintptr_t>(stream));
   s.fail_at = fail_at;
   s.fail_code = static_cast<int>(fail_code);
@@ -63,7 +71,11 @@ std::vector<int64_t> fake_cuda_launches() {
   return out;
 }
 
-int64_t fake_cuda_guards() { return fake_cuda::state().guards; }
+// [device guards, kernel-attribute queries, errors cleared] since the reset.
+std::vector<int64_t> fake_cuda_counters() {
+  const fake_cuda::State& s = fake_cuda::state();
+  return {s.guards, s.attribute_queries, s.errors_cleared};
+}
 
 }  // namespace
 
@@ -93,9 +105,12 @@ TORCH_LIBRARY(fusedlr_fake_cuda, m) {
       "schedule_free_swap_(Tensor(a!)[] params, Tensor[] zs, Tensor groups, Tensor hparams, "
       "bool to_train) -> ()",
       &schedule_free_swap_cuda);
-  m.def("reset(int stream, int fail_at, int fail_code) -> ()", &fake_cuda_reset);
+  m.def(
+      "reset(int stream, int fail_at, int fail_code, int attribute_error=0, "
+      "int max_threads_per_block=1024, int attribute_fail_at=0) -> ()",
+      &fake_cuda_reset);
   m.def("launches() -> int[]", &fake_cuda_launches);
-  m.def("guards() -> int", &fake_cuda_guards);
+  m.def("counters() -> int[]", &fake_cuda_counters);
 }
 
 }  // namespace fusedlr
