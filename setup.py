@@ -12,6 +12,9 @@ CUDA major version is found; no GPU is needed to build. Overrides:
   records what it contains (``fusedlr._C.cuda_archs()``, ``python -m fusedlr info``).
 - ``FUSEDLR_PTXAS_VERBOSE=1`` passes ``-Xptxas -v`` (register / spill report).
 - ``FUSEDLR_SANITIZE=1`` builds with AddressSanitizer and UBSan (CPU code).
+- ``FUSEDLR_FAKE_CUDA=0`` leaves out the fake-runtime build of the CUDA host code
+  (``csrc/fake_cuda``: kernels.cu and update_cuda.cpp compiled for the CPU, for tests), which is
+  built whenever the CUDA toolkit's headers are found, with or without the CUDA build.
 
 Install with ``pip install --no-build-isolation -e .`` (an isolated build would fetch another
 torch).
@@ -141,6 +144,18 @@ def decide_cuda(torch_cuda_version):
     return True, home, f"torch CUDA {torch_cuda_version}, toolkit at {home}"
 
 
+def fake_cuda_include(cuda_home):
+    """The toolkit include folder for csrc/fake_cuda (host-side CUDA types), or None."""
+    if os.environ.get("FUSEDLR_FAKE_CUDA", "").strip() == "0":
+        return None
+    home = cuda_home or find_cuda_home()
+    inc = os.path.join(home, "include") if home else None
+    headers = ("cuda_fp16.h", "cuda_bf16.h", "driver_types.h", "vector_types.h")
+    if inc and all(os.path.isfile(os.path.join(inc, h)) for h in headers):
+        return inc
+    return None
+
+
 def build_extensions():
     # CUDA_HOME must be settled before torch.utils.cpp_extension is imported.
     import torch
@@ -166,6 +181,11 @@ def build_extensions():
         ldflags += ["-fsanitize=address,undefined"]
     macros = []
     include_dirs = [os.path.join(HERE, "csrc", "include"), os.path.join(HERE, "csrc")]
+    fake_inc = fake_cuda_include(cuda_home)
+    _log(f"fake CUDA runtime tests: {'yes, ' + fake_inc if fake_inc else 'no'}")
+    if fake_inc:
+        sources += sorted(glob.glob("csrc/fake_cuda/*.cpp"))
+        include_dirs.append(fake_inc)
     if use_cuda:
         sources += sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))
         nvcc = ["-O3", "-std=c++17"]

@@ -24,7 +24,7 @@ def test_clang_format_is_clean():
         pytest.skip("clang-format is not installed (pip install clang-format)")
     files = sorted(
         f
-        for pattern in ("csrc/**/*.h", "csrc/**/*.cpp", "csrc/**/*.cu")
+        for pattern in ("csrc/**/*.h", "csrc/**/*.cpp", "csrc/**/*.cu", "tests/cpp/*.cpp")
         for f in glob.glob(os.path.join(ROOT, pattern), recursive=True)
     )
     assert files

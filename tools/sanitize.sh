@@ -9,6 +9,12 @@
 # with libasan preloaded (python itself is not instrumented). Any ASan report aborts the test
 # process; any UBSan "runtime error" fails the script. Tests marked slow are deselected (the
 # 8 GiB large-index step is too much for ASan's shadow memory on this machine).
+#
+# First, the host C++ tests of the CUDA path (tests/cpp/*.cpp: the launch plan, and the device's
+# vector loads / stores and __half / __nv_bfloat16 conversions compiled for the host with
+# FUSEDLR_HOST_VECTOR_PATH) are built with -fsanitize=address,undefined,alignment (every report
+# fatal) and run; vector_test needs the CUDA toolkit's headers (CUDA_HOME, or nvcc's root) and is
+# skipped with a message without them. SANITIZE_HOST_ONLY=1 stops after this phase.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-/tmp/fusedlr-asan}"
@@ -18,6 +24,37 @@ pytest_args=("$@")
 [ ${#pytest_args[@]} -eq 0 ] && pytest_args=(-q -m "not slow" tests)
 
 mkdir -p "$build"
+
+# Host C++ tests (no torch): built from the repo, binaries in $build/host-tests.
+host="$build/host-tests"
+mkdir -p "$host"
+cuda_inc=""
+cuda_root="${CUDA_HOME:-}"
+if [ -z "$cuda_root" ] && command -v nvcc > /dev/null; then
+  : > "$host/probe.cu"
+  cuda_root="$(nvcc --dryrun -v -c "$host/probe.cu" -o "$host/probe.o" 2>&1 \
+    | sed -n 's/^#\$ TOP=//p' | head -1)"
+fi
+[ -n "$cuda_root" ] && [ -f "$cuda_root/include/cuda_fp16.h" ] && cuda_inc="$cuda_root/include"
+san=(-std=c++17 -O1 -g -fsanitize=address,undefined,alignment -fno-sanitize-recover=all
+  -fno-omit-frame-pointer -I"$repo/csrc/include" -I"$repo/csrc")
+for src in "$repo"/tests/cpp/*.cpp; do
+  name="$(basename "$src" .cpp)"
+  flags=()
+  if [ "$name" = vector_test ]; then
+    if [ -z "$cuda_inc" ]; then
+      echo "host test $name: skipped (no CUDA toolkit headers: set CUDA_HOME)"; continue
+    fi
+    flags=(-DFUSEDLR_HOST_VECTOR_PATH -I"$cuda_inc")
+  fi
+  g++ "${san[@]}" "${flags[@]}" "$src" -o "$host/$name" 2> "$host/$name.build.log" \
+    || { tail -30 "$host/$name.build.log"; exit 1; }
+  ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1" \
+    "$host/$name" > "$host/$name.log" 2>&1 || { tail -30 "$host/$name.log"; exit 1; }
+  echo "host test $name: $(tail -1 "$host/$name.log")"
+done
+[ "${SANITIZE_HOST_ONLY:-0}" = 1 ] && exit 0
+
 (cd "$repo" && git ls-files -co --exclude-standard -z | grep -zv '\.so$' \
   | tar --null -T - -cf - | tar -xf - -C "$build")
 cd "$build"

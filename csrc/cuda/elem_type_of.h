@@ -7,6 +7,8 @@
 #include "cuda/launch.h"
 
 namespace fusedlr {
+// In the fake-runtime build's inline namespace too: its return type differs there.
+FUSEDLR_CUDA_ABI_BEGIN
 
 inline cuda::ElemType elem_type_of(at::ScalarType t) {
   switch (t) {
@@ -23,4 +25,5 @@ inline cuda::ElemType elem_type_of(at::ScalarType t) {
   }
 }
 
+FUSEDLR_CUDA_ABI_END
 }  // namespace fusedlr

@@ -4,15 +4,16 @@
 // seconds; the launchers in update_cuda.cpp pass raw pointers and the stream.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cuda_runtime.h>
 
 #include <vector>
 
 #include "cuda/elem_traits_cuda.h"
 #include "cuda/launch.h"
+#include "cuda/launch_point.h"
 #include "multi_tensor.h"
 
 namespace fusedlr {
+FUSEDLR_CUDA_ABI_BEGIN
 
 namespace {
 
@@ -75,8 +76,7 @@ int launch_plan(const cuda::UpdateTensor* tensors, int64_t n, const Launch& laun
   mt::build_plan<Depth>(entries.data(), n, 0, 0,
                         [&](const mt::TensorListMeta<Depth>& meta, int blocks) {
                           if (err != cudaSuccess) return;
-                          launch(meta, blocks);
-                          err = cudaGetLastError();
+                          err = launch(meta, blocks);
                         });
   return static_cast<int>(err);
 }
@@ -86,7 +86,7 @@ int sgd_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateCa
   const mt::UpdateArgs args = args_of(call);
   const auto stream = static_cast<cudaStream_t>(call.stream);
   return launch_plan<3>(tensors, n, [&](const mt::TensorListMeta<3>& meta, int blocks) {
-    sgd_kernel<T><<<blocks, mt::kBlockThreads, 0, stream>>>(meta, args);
+    return FUSEDLR_LAUNCH(sgd_kernel<T>, blocks, mt::kBlockThreads, 0, stream, meta, args);
   });
 }
 
@@ -95,23 +95,23 @@ int adam_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateC
   const mt::UpdateArgs args = args_of(call);
   const auto stream = static_cast<cudaStream_t>(call.stream);
   return launch_plan<5>(tensors, n, [&](const mt::TensorListMeta<5>& meta, int blocks) {
-    adam_kernel<T><<<blocks, mt::kBlockThreads, 0, stream>>>(meta, args);
+    return FUSEDLR_LAUNCH(adam_kernel<T>, blocks, mt::kBlockThreads, 0, stream, meta, args);
   });
 }
 
 template <typename T>
 int check_typed(bool adam) {
   cudaFuncAttributes attr{};
-  cudaError_t err = adam ? cudaFuncGetAttributes(&attr, adam_kernel<T>)
-                         : cudaFuncGetAttributes(&attr, sgd_kernel<T>);
+  cudaError_t err = adam ? FUSEDLR_FUNC_ATTRIBUTES(&attr, adam_kernel<T>)
+                         : FUSEDLR_FUNC_ATTRIBUTES(&attr, sgd_kernel<T>);
   if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kBlockThreads) {
     err = cudaErrorInvalidConfiguration;
   }
-  if (err == cudaSuccess) err = cudaFuncGetAttributes(&attr, step_kernel);
+  if (err == cudaSuccess) err = FUSEDLR_FUNC_ATTRIBUTES(&attr, step_kernel);
   if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kStepThreads) {
     err = cudaErrorInvalidConfiguration;
   }
-  if (err != cudaSuccess) cudaGetLastError();  // not sticky: leave no error for a later check
+  if (err != cudaSuccess) FUSEDLR_CLEAR_ERROR();  // not sticky: leave no error for a later check
   return static_cast<int>(err);
 }
 
@@ -171,8 +171,7 @@ int launch_step_increment(float* const* steps, const int32_t* groups, const uint
   mt::build_step_plan(steps, groups, has_state, n, [&](const mt::StepMeta& meta) {
     if (err != cudaSuccess) return;
     const int blocks = (meta.count + mt::kStepThreads - 1) / mt::kStepThreads;
-    step_kernel<<<blocks, mt::kStepThreads, 0, stream>>>(meta, args, sgd);
-    err = cudaGetLastError();
+    err = FUSEDLR_LAUNCH(step_kernel, blocks, mt::kStepThreads, 0, stream, meta, args, sgd);
   });
   return static_cast<int>(err);
 }
@@ -181,13 +180,13 @@ int launch_eval_schedule(const double* program, const double* hparams, const dou
                          const int64_t* counter, int64_t groups, double* out, void* stream) {
   if (groups <= 0) return 0;
   const int64_t blocks = (groups + mt::kEvalThreads - 1) / mt::kEvalThreads;
-  eval_schedule_kernel<<<static_cast<unsigned>(blocks), mt::kEvalThreads, 0,
-                         static_cast<cudaStream_t>(stream)>>>(program, hparams, lr_scale, counter,
-                                                              groups, out);
-  return static_cast<int>(cudaGetLastError());
+  return static_cast<int>(FUSEDLR_LAUNCH(eval_schedule_kernel, static_cast<unsigned>(blocks),
+                                         mt::kEvalThreads, 0, static_cast<cudaStream_t>(stream),
+                                         program, hparams, lr_scale, counter, groups, out));
 }
 
-const char* error_string(int code) { return cudaGetErrorString(static_cast<cudaError_t>(code)); }
+const char* error_string(int code) { return launch_error_string(code); }
 
 }  // namespace cuda
+FUSEDLR_CUDA_ABI_END
 }  // namespace fusedlr

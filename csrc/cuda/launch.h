@@ -6,7 +6,19 @@
 
 #include <cstdint>
 
+// Compiled on the CPU against the fake runtime (FUSEDLR_FAKE_CUDA, csrc/fake_cuda/), the CUDA
+// path's host code lives in an inline namespace: the same source names, other symbols, so the fake
+// and the real kernels.cu / update_cuda.cpp can be linked into one library.
+#if defined(FUSEDLR_FAKE_CUDA)
+#define FUSEDLR_CUDA_ABI_BEGIN inline namespace fake_cuda_abi {
+#define FUSEDLR_CUDA_ABI_END }
+#else
+#define FUSEDLR_CUDA_ABI_BEGIN
+#define FUSEDLR_CUDA_ABI_END
+#endif
+
 namespace fusedlr {
+FUSEDLR_CUDA_ABI_BEGIN
 namespace cuda {
 
 enum class ElemType : int { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
@@ -56,4 +68,5 @@ int launch_eval_schedule(const double* program, const double* hparams, const dou
 const char* error_string(int code);
 
 }  // namespace cuda
+FUSEDLR_CUDA_ABI_END
 }  // namespace fusedlr

@@ -2,18 +2,19 @@
 // (schedule_free_args.h), then the tensors are taken apart into raw device
 // pointers and the kernels of schedule_free_kernels.cu run on the current
 // stream. Nothing here waits for the device: the per-step scalars are computed by
-// a one-thread-per-group kernel into the device state row that the update reads.
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
+// a one-thread-per-group kernel into the device state row that the update reads. Compiled with
+// FUSEDLR_FAKE_CUDA it runs on the CPU against the fake runtime (see update_cuda.cpp).
 #include <torch/library.h>
 
 #include <vector>
 
+#include "cuda/c10_cuda_or_fake.h"
 #include "cuda/elem_type_of.h"
 #include "cuda/schedule_free_launch.h"
 #include "schedule_free_args.h"
 
 namespace fusedlr {
+FUSEDLR_CUDA_ABI_BEGIN
 namespace {
 
 void check_sf_launch(const char* op, int err) {
@@ -23,10 +24,10 @@ void check_sf_launch(const char* op, int err) {
 void launch_all(const char* op, at::TensorList params, at::TensorList grads, at::TensorList zs,
                 at::TensorList exp_avg_sqs, const at::Tensor& groups, const at::Tensor& hparams,
                 const double* state, int mode) {
-  TORCH_CHECK(hparams.device().is_cuda(), op, ": the CUDA kernel got tensors on ",
+  TORCH_CHECK(on_kernel_device(hparams.device()), op, ": the CUDA kernel got tensors on ",
               hparams.device());
-  const c10::cuda::CUDAGuard guard(hparams.device());
-  void* stream = c10::cuda::getCurrentCUDAStream(hparams.device().index()).stream();
+  const rt::CUDAGuard guard(hparams.device());
+  void* stream = rt::getCurrentCUDAStream(hparams.device().index()).stream();
   const int64_t n = static_cast<int64_t>(params.size());
   const bool update = mode == kSfUpdate;
   const bool adam = update && static_cast<int64_t>(exp_avg_sqs.size()) == n && n > 0;
@@ -53,10 +54,10 @@ void launch_all(const char* op, at::TensorList params, at::TensorList grads, at:
 
 void prepare_groups(const char* op, const at::Tensor& program, const at::Tensor& hparams,
                     const at::Tensor& state) {
-  TORCH_CHECK(hparams.device().is_cuda(), op, ": the CUDA kernel got tensors on ",
+  TORCH_CHECK(on_kernel_device(hparams.device()), op, ": the CUDA kernel got tensors on ",
               hparams.device());
-  const c10::cuda::CUDAGuard guard(hparams.device());
-  void* stream = c10::cuda::getCurrentCUDAStream(hparams.device().index()).stream();
+  const rt::CUDAGuard guard(hparams.device());
+  void* stream = rt::getCurrentCUDAStream(hparams.device().index()).stream();
   check_sf_launch(
       op, cuda::launch_schedule_free_prepare(
               program.numel() > 0 ? program.data_ptr<double>() : nullptr,
@@ -92,10 +93,13 @@ void schedule_free_swap_cuda(at::TensorList params, at::TensorList zs, const at:
   launch_all(op, params, {}, zs, {}, groups, hparams, nullptr, to_train ? kSfToTrain : kSfToEval);
 }
 
+#if !defined(FUSEDLR_FAKE_CUDA)
 TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
   m.impl("schedule_free_prepare_", &schedule_free_prepare_cuda);
   m.impl("schedule_free_update_", &schedule_free_update_cuda);
   m.impl("schedule_free_swap_", &schedule_free_swap_cuda);
 }
+#endif
 
+FUSEDLR_CUDA_ABI_END
 }  // namespace fusedlr

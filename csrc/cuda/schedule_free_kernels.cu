@@ -1,14 +1,14 @@
 // Schedule-free CUDA kernels: __global__ wrappers over the block bodies of
 // schedule_free_block.h and their launch functions. CUDA runtime headers only.
-#include <cuda_runtime.h>
-
 #include <vector>
 
 #include "cuda/elem_traits_cuda.h"
+#include "cuda/launch_point.h"
 #include "cuda/schedule_free_launch.h"
 #include "schedule_free_block.h"
 
 namespace fusedlr {
+FUSEDLR_CUDA_ABI_BEGIN
 namespace {
 
 constexpr int kPrepareThreads = 64;
@@ -40,8 +40,7 @@ int launch_typed(const cuda::ScheduleFreeTensor* tensors, int64_t n,
   cudaError_t err = cudaSuccess;
   mt::build_plan<4>(entries.data(), n, 0, 0, [&](const mt::TensorListMeta<4>& meta, int blocks) {
     if (err != cudaSuccess) return;
-    schedule_free_kernel<T><<<blocks, mt::kBlockThreads, 0, stream>>>(meta, args);
-    err = cudaGetLastError();
+    err = FUSEDLR_LAUNCH(schedule_free_kernel<T>, blocks, mt::kBlockThreads, 0, stream, meta, args);
   });
   return static_cast<int>(err);
 }
@@ -72,11 +71,11 @@ int launch_schedule_free_prepare(const double* program, const double* hparams, i
                                  double* state, void* stream) {
   if (groups <= 0) return 0;
   const int64_t blocks = (groups + kPrepareThreads - 1) / kPrepareThreads;
-  schedule_free_prepare_kernel<<<static_cast<unsigned>(blocks), kPrepareThreads, 0,
-                                 static_cast<cudaStream_t>(stream)>>>(program, hparams, groups,
-                                                                      state);
-  return static_cast<int>(cudaGetLastError());
+  return static_cast<int>(
+      FUSEDLR_LAUNCH(schedule_free_prepare_kernel, static_cast<unsigned>(blocks), kPrepareThreads,
+                     0, static_cast<cudaStream_t>(stream), program, hparams, groups, state));
 }
 
 }  // namespace cuda
+FUSEDLR_CUDA_ABI_END
 }  // namespace fusedlr

@@ -9,6 +9,7 @@
 #include "cuda/launch.h"
 
 namespace fusedlr {
+FUSEDLR_CUDA_ABI_BEGIN
 namespace cuda {
 
 // One tensor: ptr = y (param), grad, z, v (null when unused); all of one element type.
@@ -29,4 +30,5 @@ int launch_schedule_free_prepare(const double* program, const double* hparams, i
                                  double* state, void* stream);
 
 }  // namespace cuda
+FUSEDLR_CUDA_ABI_END
 }  // namespace fusedlr

@@ -6,8 +6,10 @@
 // .item(), no copy to the host, no synchronize. grad_scale and found_inf are
 // read by the kernels through device pointers; the steps are advanced by a
 // separate launch after every update launch of the call.
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
+//
+// Compiled with FUSEDLR_FAKE_CUDA (csrc/fake_cuda/), the same code runs on the CPU against the fake
+// runtime: device guard and current stream come from cuda/c10_cuda_or_fake.h, CPU tensors stand in
+// for CUDA ones, and the ops are registered as fusedlr_fake_cuda::* for the tests.
 #include <torch/library.h>
 
 #include <optional>
@@ -15,10 +17,12 @@
 #include <vector>
 
 #include "check_args.h"
+#include "cuda/c10_cuda_or_fake.h"
 #include "cuda/elem_type_of.h"
 #include "cuda/launch.h"
 
 namespace fusedlr {
+FUSEDLR_CUDA_ABI_BEGIN
 namespace {
 
 void check_cuda(const char* op, int err) {
@@ -92,7 +96,7 @@ Prepared prepare(const char* op, const at::Tensor& hparams, const at::Tensor& gr
                  const std::optional<at::Tensor>& grad_scale,
                  const std::optional<at::Tensor>& found_inf) {
   const at::Device device = hparams.device();
-  TORCH_CHECK(device.is_cuda(), op, ": the CUDA kernel got tensors on ", device);
+  TORCH_CHECK(on_kernel_device(device), op, ": the CUDA kernel got tensors on ", device);
   Prepared p;
   p.scale = device_scalar(op, "grad_scale", grad_scale, device);
   p.inf = device_scalar(op, "found_inf", found_inf, device);
@@ -100,7 +104,7 @@ Prepared prepare(const char* op, const at::Tensor& hparams, const at::Tensor& gr
   p.call.group_lr = group_lr.data_ptr<double>();
   p.call.grad_scale = ptr_of(p.scale);
   p.call.found_inf = ptr_of(p.inf);
-  p.call.stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
+  p.call.stream = rt::getCurrentCUDAStream(device.index()).stream();
   return p;
 }
 
@@ -142,8 +146,8 @@ void eval_schedule_cuda(const at::Tensor& program, const at::Tensor& hparams,
     TORCH_CHECK(t->device() == hparams.device(), op, ": all arguments must be on one device, got ",
                 t->device(), " and ", hparams.device());
   }
-  const c10::cuda::CUDAGuard guard(hparams.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream(hparams.device().index()).stream();
+  const rt::CUDAGuard guard(hparams.device());
+  const auto stream = rt::getCurrentCUDAStream(hparams.device().index()).stream();
   check_cuda(op, cuda::launch_eval_schedule(
                      program.numel() > 0 ? program.data_ptr<double>() : nullptr,
                      hparams.data_ptr<double>(), lr_scale.data_ptr<double>(),
@@ -157,7 +161,7 @@ void sgd_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList
   const char* op = "sgd_update_";
   const BucketView view =
       check_bucket(op, params, grads, {{"momentum_buffers", bufs}}, steps, meta, hparams, group_lr);
-  const c10::cuda::CUDAGuard guard(hparams.device());
+  const rt::CUDAGuard guard(hparams.device());
   const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
   const int64_t n = static_cast<int64_t>(params.size());
   const int64_t* mt = meta.data_ptr<int64_t>();
@@ -193,7 +197,7 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
       op, params, grads,
       {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
       steps, meta, hparams, group_lr);
-  const c10::cuda::CUDAGuard guard(hparams.device());
+  const rt::CUDAGuard guard(hparams.device());
   const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
   const int64_t n = static_cast<int64_t>(params.size());
   const int64_t* mt = meta.data_ptr<int64_t>();
@@ -218,10 +222,13 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
   view.write_back(prep.scale.has_value());
 }
 
+#if !defined(FUSEDLR_FAKE_CUDA)
 TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
   m.impl("eval_schedule_", &eval_schedule_cuda);
   m.impl("sgd_update_", &sgd_update_cuda);
   m.impl("adam_update_", &adam_update_cuda);
 }
+#endif
 
+FUSEDLR_CUDA_ABI_END
 }  // namespace fusedlr

@@ -25,8 +25,20 @@
 #include "schedule.h"
 #include "update.h"
 
+// Compiled with FUSEDLR_HOST_VECTOR_PATH (see load_vec), this header's code lives in an inline
+// namespace: the same source names, other symbols, so its inline functions (which take the vector
+// branch) never merge with the host build's (which take the scalar one) in one library.
+#if defined(FUSEDLR_HOST_VECTOR_PATH)
+#define FUSEDLR_MT_BEGIN inline namespace host_vector_path {
+#define FUSEDLR_MT_END }
+#else
+#define FUSEDLR_MT_BEGIN
+#define FUSEDLR_MT_END
+#endif
+
 namespace fusedlr {
 namespace mt {
+FUSEDLR_MT_BEGIN
 
 constexpr int64_t kChunkSize = 65536;  // elements per (tensor, chunk) block
 constexpr int kILP = 4;                // elements per thread per iteration
@@ -224,9 +236,16 @@ struct alignas(sizeof(T) * kILP < kVectorAlign ? sizeof(T) * kILP : kVectorAlign
   T v[kILP];
 };
 
+// The vector branch is the device's; FUSEDLR_HOST_VECTOR_PATH selects it on the host too, so
+// host tests (tests/cpp/vector_test.cpp, the fake CUDA runtime) run it under UBSan's alignment
+// check. Without it the host path is the scalar loop.
+#if defined(__CUDA_ARCH__) || defined(FUSEDLR_HOST_VECTOR_PATH)
+#define FUSEDLR_VECTOR_PATH 1
+#endif
+
 template <typename T>
 FUSEDLR_INLINE void load_vec(const T* src, T (&dst)[kILP]) {
-#if defined(__CUDA_ARCH__)
+#if defined(FUSEDLR_VECTOR_PATH)
   if constexpr (sizeof(T) * kILP > kVectorAlign) {
     const Half4<T> a = reinterpret_cast<const Half4<T>*>(src)[0];
     const Half4<T> b = reinterpret_cast<const Half4<T>*>(src)[1];
@@ -247,7 +266,7 @@ FUSEDLR_INLINE void load_vec(const T* src, T (&dst)[kILP]) {
 
 template <typename T>
 FUSEDLR_INLINE void store_vec(T* dst, const T (&src)[kILP]) {
-#if defined(__CUDA_ARCH__)
+#if defined(FUSEDLR_VECTOR_PATH)
   if constexpr (sizeof(T) * kILP > kVectorAlign) {
     Half4<T> a, b;
 #pragma unroll
@@ -447,5 +466,6 @@ FUSEDLR_INLINE void eval_schedule_block(const double* prog, const double* hparam
   eval_group(prog, hparams, lr_scale, *counter, g, out + 2 * g);
 }
 
+FUSEDLR_MT_END
 }  // namespace mt
 }  // namespace fusedlr

@@ -15,6 +15,7 @@
 
 namespace fusedlr {
 namespace mt {
+FUSEDLR_MT_BEGIN
 
 template <>
 struct DepthTraits<4> {
@@ -110,5 +111,6 @@ FUSEDLR_INLINE void schedule_free_prepare_block(const double* prog, const double
   schedule_free_prepare_group(prog, hparams, g, state);
 }
 
+FUSEDLR_MT_END
 }  // namespace mt
 }  // namespace fusedlr

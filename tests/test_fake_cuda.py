@@ -1,0 +1,418 @@
+"""The host side of the CUDA path, run on the CPU against a fake CUDA runtime.
+
+``csrc/fake_cuda`` compiles ``csrc/cuda/kernels.cu`` and ``csrc/cuda/update_cuda.cpp`` with the
+host compiler and ``FUSEDLR_FAKE_CUDA``: every kernel launch goes through ``FUSEDLR_LAUNCH``
+(``csrc/cuda/launch_point.h``), which records (kernel, grid, block, smem, stream, parameter bytes)
+and runs the ``__global__`` function over every (block, thread) on the CPU. The launchers
+(``torch.ops.fusedlr_fake_cuda.*``: argument checks, pointer tables, type switch, launch loop, error
+checks) then run on CPU tensors, and are checked here against the CPU ops (the results), against
+``launch_plan_stats`` and an independent plan count (the launches), and with injected launch
+errors (error propagation). Built only where the CUDA toolkit's headers are found.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import fusedlr
+from fusedlr import emulate, ops, schedules
+
+_ops = torch.ops.fusedlr_fake_cuda
+HAVE_FAKE = hasattr(_ops, "sgd_update_")
+pytestmark = pytest.mark.skipif(
+    not HAVE_FAKE, reason="fusedlr was built without the fake runtime (toolkit headers not found)"
+)
+
+CPU = torch.device("cpu")
+FIELDS = ("kernel", "gx", "gy", "gz", "bx", "by", "bz", "smem", "stream", "param_bytes", "result")
+SGD, ADAM, STEP, EVAL = 0, 1, 2, 3
+STREAM = 0x5EED00
+CHUNK = emulate.CHUNK_SIZE
+ELEM = {torch.float32: 4, torch.float64: 8, torch.float16: 2, torch.bfloat16: 2}
+RTOL = {torch.float64: 1e-12, torch.float32: 4 * 2.0**-23, torch.bfloat16: 2.0**-8,
+        torch.float16: 2.0**-11}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+    if HAVE_FAKE:
+        _ops.reset(0, -1, 0)
+
+
+def _reset(fail_at=-1, code=0):
+    _ops.reset(STREAM, fail_at, code)
+
+
+def _launches():
+    flat = _ops.launches()
+    return [dict(zip(FIELDS, flat[i:i + len(FIELDS)], strict=True))
+            for i in range(0, len(flat), len(FIELDS))]
+
+
+def _rand(shape, dtype, gen):
+    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+
+
+def _prepare(kind, dtypes, sizes, seed, momentum=0.9):
+    """An optimizer stepped twice, fresh grads, and the op arguments of its next step."""
+    gen = torch.Generator().manual_seed(seed)
+    params = [_rand((n,), dtypes[i % len(dtypes)], gen) for i, n in enumerate(sizes)]
+    if kind == "sgd":
+        groups = [dict(params=params[0::2], momentum=momentum, nesterov=momentum > 0,
+                       weight_decay=1e-2, schedule=schedules.StepLR(step_size=1, gamma=0.5)),
+                  dict(params=params[1::2], momentum=0.0, maximize=True)]
+        opt = fusedlr.SGD([g for g in groups if g["params"]], lr=0.05)
+    else:
+        cls = fusedlr.AdamW if kind == "adamw" else fusedlr.Adam
+        groups = [dict(params=params[0::2], amsgrad=True, weight_decay=0.1,
+                       schedule=schedules.LinearLR(start_factor=0.5, total_iters=4)),
+                  dict(params=params[1::2], betas=(0.8, 0.99), maximize=True)]
+        opt = cls([g for g in groups if g["params"]], lr=1e-2)
+    for _ in range(2):
+        for p in params:
+            p.grad = _rand(p.shape, p.dtype, gen)
+        opt.step()
+    for p in params:
+        p.grad = _rand(p.shape, p.dtype, gen)
+    ds = opt._devices[CPU]
+    ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr)
+    assert len(opt._buckets) == 1
+    call = opt._buckets[0].calls[None]
+    tensors = [list(call.params), [p.grad for p in call.params], *map(list, call.lists),
+               list(call.steps)]
+    return tensors, call.meta, ds.hparams, ds.group_lr
+
+
+def _copy(tensors):
+    """Copies that keep each tensor's storage offset (so a misaligned one stays misaligned)."""
+    return [[_placed(t, t.storage_offset()) if t.dim() > 0 else t.clone() for t in lst]
+            for lst in tensors]
+
+
+def _placed(t, offset):
+    """A contiguous copy of t whose data starts `offset` elements into its storage."""
+    base = torch.empty(t.numel() + offset, dtype=t.dtype)
+    return base[offset:].view(t.shape).copy_(t)
+
+
+def _run_both(kind, tensors, meta, hparams, group_lr, scale=None, inf=None):
+    cpu, fake = _copy(tensors), _copy(tensors)
+    op, fake_op = ((ops.sgd_update_, _ops.sgd_update_) if kind == "sgd"
+                   else (ops.adam_update_, _ops.adam_update_))
+    op(*cpu, meta, hparams, group_lr, scale, inf)
+    _reset()
+    fake_op(*fake, meta, hparams, group_lr, scale, inf)
+    return cpu, fake, _launches()
+
+
+def _assert_same(cpu, fake):
+    for li, (a_list, b_list) in enumerate(zip(cpu, fake, strict=True)):
+        for ti, (a, b) in enumerate(zip(a_list, b_list, strict=True)):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            if a.numel() == 0 or torch.equal(a, b):
+                continue
+            a64, b64 = a.double(), b.double()
+            err = (a64 - b64).abs().max().item() / max(a64.abs().max().item(), 1e-30)
+            assert err <= RTOL[a.dtype], f"list {li} tensor {ti} ({a.dtype}, {a.numel()}): {err}"
+
+
+def _plan_oracle(numels, max_tensors, max_blocks=emulate.MAX_BLOCKS):
+    """(launches, blocks) of the multi-tensor plan, counted here independently."""
+    launches = blocks = tensors_here = blocks_here = 0
+    live = [n for n in numels if n > 0]
+    for i, n in enumerate(live):
+        chunks = -(-n // CHUNK)
+        tensors_here += 1
+        for c in range(chunks):
+            blocks_here += 1
+            blocks += 1
+            last = c == chunks - 1
+            if ((tensors_here == max_tensors and last) or blocks_here == max_blocks
+                    or (i == len(live) - 1 and last)):
+                launches += 1
+                blocks_here = 0
+                tensors_here = 0 if last else 1
+    return launches, blocks
+
+
+def _check_launches(kind, params, launches, n_steps):
+    """Update launches per dtype as planned, then the step launches, all on the stream."""
+    update_id = SGD if kind == "sgd" else ADAM
+    max_tensors = emulate.SGD_MAX_TENSORS if kind == "sgd" else emulate.ADAM_MAX_TENSORS
+    want_launches = want_blocks = 0
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        numels = [p.numel() for p in params if p.dtype == dtype]
+        if not numels:
+            continue
+        n_launch, n_blocks = _plan_oracle(numels, max_tensors)
+        if kind != "sgd":
+            stats = emulate.launch_plan_stats(numels, ELEM[dtype], 0)
+            assert (stats["launches"], stats["blocks"]) == (n_launch, n_blocks)
+        want_launches += n_launch
+        want_blocks += n_blocks
+    update = [r for r in launches if r["kernel"] == update_id]
+    step = [r for r in launches if r["kernel"] == STEP]
+    assert len(update) + len(step) == len(launches)
+    assert launches[:len(update)] == update, "every update launch precedes the step launches"
+    assert len(update) == want_launches
+    assert sum(r["gx"] for r in update) == want_blocks
+    assert len(step) == math.ceil(n_steps / 256)
+    for r in launches:
+        assert r["stream"] == STREAM and r["smem"] == 0 and r["result"] == 0
+        assert (r["gy"], r["gz"], r["by"], r["bz"]) == (1, 1, 1, 1)
+        # CUDA 12.1+'s kernel-parameter limit (multi_tensor.h static_asserts the 4 KB plan's).
+        assert 0 < r["param_bytes"] <= 32764, r
+    for r in update:
+        assert 1 <= r["gx"] <= emulate.MAX_BLOCKS and r["bx"] == emulate.BLOCK_THREADS
+        assert r["param_bytes"] == update[0]["param_bytes"]
+    for r in step:
+        assert r["gx"] == 1 and r["bx"] == 256
+
+
+SIZES = (1, 7, 4097, 65537, 65536 * 2 + 5)
+
+
+@pytest.mark.parametrize("dtype", list(ELEM), ids=str)
+@pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
+def test_launcher_matches_cpu(kind, dtype):
+    """More tensors than one launch holds: results as the CPU op, launches as planned."""
+    sizes = SIZES + (3,) * 50
+    tensors, meta, hparams, group_lr = _prepare(kind, [dtype], sizes, seed=1)
+    scale, inf = torch.tensor(1024.0), torch.tensor(0.0)
+    cpu, fake, launches = _run_both(kind, tensors, meta, hparams, group_lr, scale, inf)
+    _assert_same(cpu, fake)
+    assert not torch.equal(fake[0][4], tensors[0][4])
+    _check_launches(kind, tensors[0], launches, len(sizes))
+    guards, queries, cleared = _ops.counters()
+    assert (guards, queries, cleared) == (1, 2, 0)  # check_update_kernels: update + step kernel
+
+
+@pytest.mark.parametrize("layout", ["misaligned", "mixed"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_misaligned_tensors(kind, dtype, layout):
+    """Pointers 1 element past 16 bytes (all of a tensor's, or one list's): the launcher's
+    aligned flag keeps them off the vector path (a vector access there would fault, or be an
+    alignment report under tools/sanitize.sh); results as the CPU op's."""
+    tensors, meta, hparams, group_lr = _prepare(kind, [dtype], SIZES + (3,) * 40, seed=9)
+    moved = [[_placed(t, 1 if layout == "misaligned" or li == ti % len(tensors) else 0)
+              if t.dim() > 0 else t.clone() for ti, t in enumerate(lst)]
+             for li, lst in enumerate(tensors)]
+    cpu, fake, launches = _run_both(kind, moved, meta, hparams, group_lr)
+    assert fake[0][4].data_ptr() % 16 != 0 or layout == "mixed"
+    assert any(t.data_ptr() % 16 != 0 for lst in fake for t in lst if t.dim() > 0)
+    _assert_same(cpu, fake)
+    _check_launches(kind, tensors[0], launches, len(tensors[0]))
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_mixed_dtypes_one_plan_per_dtype(kind):
+    """The launcher's type switch: a call with params of four dtypes runs one plan per dtype."""
+    sizes = (5, 4097, 70000, 9, 3, 1, 65536, 12)
+    tensors, meta, hparams, group_lr = _prepare(kind, [torch.float32], sizes, seed=2)
+    tensors = _copy(tensors)
+    gen = torch.Generator().manual_seed(12)
+    for i in range(len(sizes)):
+        dtype = (torch.float32, torch.float64, torch.float16, torch.bfloat16)[i % 4]
+        n = tensors[0][i].numel()  # (the call orders params by group)
+        tensors[0][i] = _rand((n,), dtype, gen)
+        tensors[1][i] = _rand((n,), dtype, gen)
+        if dtype == torch.float64:  # states in the opmath type
+            slot = int(meta[i, 1])
+            state_lists = [] if kind == "sgd" else [2, 3]  # SGD: buffers by slot
+            for li in state_lists:
+                tensors[li][i] = tensors[li][i].double()
+            if slot >= 0:
+                li = 2 if kind == "sgd" else 4
+                tensors[li][slot] = tensors[li][slot].double()
+    cpu, fake, launches = _run_both(kind, tensors, meta, hparams, group_lr)
+    _assert_same(cpu, fake)
+    _check_launches(kind, tensors[0], launches, len(sizes))
+    assert len([r for r in launches if r["kernel"] in (SGD, ADAM)]) == 4
+
+
+def test_more_than_256_steps_advance_once():
+    tensors, meta, hparams, group_lr = _prepare("adam", [torch.float32], (2,) * 300, seed=3)
+    before = torch.stack(tensors[-1]).clone()
+    cpu, fake, launches = _run_both("adam", tensors, meta, hparams, group_lr)
+    assert torch.equal(torch.stack(fake[-1]), before + 1)
+    _assert_same(cpu, fake)
+    _check_launches("adam", tensors[0], launches, 300)
+
+
+def test_tensor_continues_into_next_launch():
+    """More than 320 chunks: the second tensor's chunks are split over two launches."""
+    sizes = (170 * CHUNK + 3, 160 * CHUNK)
+    tensors, meta, hparams, group_lr = _prepare("sgd", [torch.bfloat16], sizes, seed=4,
+                                                momentum=0.0)
+    cpu, fake, launches = _run_both("sgd", tensors, meta, hparams, group_lr)
+    _assert_same(cpu, fake)
+    update = [r for r in launches if r["kernel"] == SGD]
+    assert [r["gx"] for r in update] == [320, 11]
+    _check_launches("sgd", tensors[0], launches, 2)
+
+
+@pytest.mark.parametrize("fail_at", [0, 1, 2])
+def test_launch_error_raises_and_stops(fail_at):
+    """An injected launch error raises with the runtime's message; no launch follows it."""
+    sizes = SIZES + (3,) * 50  # Adam: 2 update launches, then 1 step launch
+    tensors, meta, hparams, group_lr = _prepare("adam", [torch.float32], sizes, seed=5)
+    fake = _copy(tensors)
+    _reset(fail_at, 999)
+    with pytest.raises(RuntimeError, match="adam_update_: CUDA launch failed: injected error"):
+        _ops.adam_update_(*fake, meta, hparams, group_lr, None, None)
+    launches = _launches()
+    assert len(launches) == fail_at + 1
+    assert [r["result"] for r in launches] == [0] * fail_at + [999]
+    if fail_at == 0:  # nothing ran
+        for a_list, b_list in zip(tensors, fake, strict=True):
+            assert all(torch.equal(a, b) for a, b in zip(a_list, b_list, strict=True))
+
+
+@pytest.mark.parametrize("case", ["no kernel image", "thread limit", "last dtype"])
+def test_unlaunchable_kernel_refused_before_any_launch(case):
+    """check_update_kernels runs for every dtype of the call before its first launch: a kernel
+    that cannot be loaded (209: no kernel image) or admits fewer threads than the launch shape
+    is refused with nothing launched or written, and the error is cleared."""
+    tensors, meta, hparams, group_lr = _prepare("adam", [torch.float32], SIZES, seed=13)
+    tensors = _copy(tensors)
+    gen = torch.Generator().manual_seed(13)
+    for i, dtype in enumerate((torch.float32, torch.float16, torch.bfloat16)):  # (states float)
+        tensors[0][i] = _rand((tensors[0][i].numel(),), dtype, gen)
+        tensors[1][i] = _rand((tensors[0][i].numel(),), dtype, gen)
+    fake = _copy(tensors)
+    if case == "no kernel image":
+        _ops.reset(STREAM, -1, 0, 209, 1024, 0)
+        match = "CUDA launch failed: injected error"
+    elif case == "thread limit":
+        _ops.reset(STREAM, -1, 0, 0, emulate.BLOCK_THREADS - 1, 0)
+        match = "CUDA launch failed: invalid configuration argument"
+    else:  # the third dtype's update kernel (queries: 2 per dtype)
+        _ops.reset(STREAM, -1, 0, 209, 1024, 4)
+        match = "CUDA launch failed: injected error"
+    with pytest.raises(RuntimeError, match=match):
+        _ops.adam_update_(*fake, meta, hparams, group_lr, None, None)
+    assert _launches() == []
+    assert _ops.counters()[2] == 1  # the error was cleared
+    for a_list, b_list in zip(tensors, fake, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(a_list, b_list, strict=True))
+
+
+def test_rejected_call_launches_nothing():
+    tensors, meta, hparams, group_lr = _prepare("sgd", [torch.float32], (5, 6), seed=6)
+    fake = _copy(tensors)
+    fake[1][0] = fake[1][0][:3]  # grad of the wrong size
+    _reset()
+    with pytest.raises(RuntimeError):
+        _ops.sgd_update_(*fake, meta, hparams, group_lr, None, None)
+    assert _launches() == []
+
+
+def test_eval_schedule_launch():
+    """One thread per group: 70 groups are 2 blocks of 64; lr as the CPU op computes it."""
+    gen = torch.Generator().manual_seed(7)
+    groups = [dict(params=[_rand((3,), torch.float32, gen)], lr=0.01 * (i + 1),
+                   schedule=schedules.CosineAnnealingLR(T_max=10 + i)) for i in range(70)]
+    opt = fusedlr.SGD(groups, lr=0.1, momentum=0.9)
+    for _ in range(3):
+        for g in groups:
+            g["params"][0].grad = _rand((3,), torch.float32, gen)
+        opt.step()
+    ds = opt._devices[CPU]
+    want, got = ds.group_lr.clone(), torch.full_like(ds.group_lr, float("nan"))
+    ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, want)
+    _reset()
+    _ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, got)
+    assert torch.equal(got, want)
+    (r,) = _launches()
+    assert (r["kernel"], r["gx"], r["bx"], r["stream"]) == (EVAL, 2, 64, STREAM)
+    assert r["param_bytes"] == 6 * 8  # five pointers and an int64
+
+
+# ---------------------------------------------------------------------------------------------
+# schedule-free launchers (schedule_free_cuda.cpp, schedule_free_kernels.cu)
+
+SF_UPDATE, SF_PREPARE = 4, 5
+
+
+def _sf_rows(adam, rng):
+    """hparams of three groups and a state row after a few scalar passes."""
+    from fusedlr.schedule_free import GROUP_FIELDS, STATE_FIELDS
+
+    hp = torch.zeros(3, GROUP_FIELDS, dtype=torch.float64)
+    for g in range(3):
+        hp[g, 0] = 10 ** rng.uniform(-3, -1)  # lr
+        hp[g, 1] = rng.choice([0.0, 0.01])  # weight decay
+        hp[g, 2] = rng.uniform(0.5, 0.95)  # momentum / beta1
+        hp[g, 3] = rng.uniform(0.9, 0.999) if adam else 0.0  # beta2
+        hp[g, 4] = 1e-8 if adam else 0.0
+        hp[g, 9], hp[g, 10], hp[g, 11] = 1.0, -1.0, 1.0
+        hp[g, 12] = rng.choice([0.0, 5.0])
+        hp[g, 13] = rng.choice([0.0, 1.0])
+        hp[g, 14] = 2.0
+    state = torch.zeros(3, STATE_FIELDS, dtype=torch.float64)
+    state[:, 1] = -1.0
+    program = torch.zeros(0, dtype=torch.float64)
+    for _ in range(3):
+        ops.schedule_free_prepare_(program, hp, state)
+    return program, hp, state
+
+
+@pytest.mark.parametrize("operation", [0, 1, 2], ids=["update", "train", "eval"])
+@pytest.mark.parametrize("adam", [False, True], ids=["SGD", "AdamW"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_schedule_free_launcher_matches_cpu(dtype, adam, operation):
+    import random
+
+    rng = random.Random(11)
+    gen = torch.Generator().manual_seed(11)
+    program, hp, state = _sf_rows(adam, rng)
+    sizes = SIZES + (3,) * 45  # more tensors than one launch holds
+    params = [_rand((n,), dtype, gen) for n in sizes]
+    grads = [_rand((n,), dtype, gen) for n in sizes]
+    zs = [_rand((n,), dtype, gen) for n in sizes]
+    vs = [_rand((n,), dtype, gen).abs() for n in sizes] if adam else []
+    groups = torch.tensor([i % 3 for i in range(len(sizes))], dtype=torch.int64)
+    ref, fake = _copy([params, zs, vs]), _copy([params, zs, vs])
+    ref_state, fake_state = state.clone(), state.clone()
+    _reset()
+    if operation == 0:
+        ops.schedule_free_update_(ref[0], grads, ref[1], ref[2], groups, program, hp, ref_state)
+        _ops.schedule_free_update_(fake[0], grads, fake[1], fake[2], groups, program, hp,
+                                   fake_state)
+    else:
+        ops.schedule_free_swap_(ref[0], ref[1], groups, hp, operation == 1)
+        _ops.schedule_free_swap_(fake[0], fake[1], groups, hp, operation == 1)
+    assert torch.equal(fake_state, ref_state)
+    for a_list, b_list in zip(ref, fake, strict=True):  # the same math as the CPU op: bit for bit
+        for a, b in zip(a_list, b_list, strict=True):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+    launches = _launches()
+    if operation == 0:
+        assert (launches[0]["kernel"], launches[0]["gx"], launches[0]["bx"]) == (SF_PREPARE, 1, 64)
+        launches = launches[1:]
+    want = _plan_oracle(sizes, emulate.SCHEDULE_FREE_MAX_TENSORS)
+    assert all(r["kernel"] == SF_UPDATE and r["bx"] == emulate.BLOCK_THREADS for r in launches)
+    assert (len(launches), sum(r["gx"] for r in launches)) == want
+    assert all(r["stream"] == STREAM and r["result"] == 0 for r in launches)
+
+
+def test_schedule_free_launch_error():
+    import random
+
+    program, hp, state = _sf_rows(True, random.Random(12))
+    params = [torch.ones(5), torch.ones(7)]
+    _reset(0, 999)  # the scalar pass fails: the update is not launched
+    with pytest.raises(RuntimeError, match="schedule_free_update_: CUDA launch failed"):
+        _ops.schedule_free_update_(params, [torch.ones(5), torch.ones(7)], _copy([params])[0],
+                                   [torch.ones(5), torch.ones(7)], torch.tensor([0, 1]), program,
+                                   hp, state)
+    assert [r["kernel"] for r in _launches()] == [SF_PREPARE]
+    assert all(torch.equal(p, torch.ones_like(p)) for p in params)
