@@ -20,20 +20,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "check.h"
 #include "multi_tensor.h"
 
 using namespace fusedlr;
 using namespace fusedlr::mt;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (!(cond)) {                                                \
-      std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                   \
-      std::printf("\n");                                          \
-      std::exit(1);                                               \
-    }                                                             \
-  } while (0)
 
 static_assert(std::is_trivially_copyable<TensorListMeta<3>>::value, "kernel argument");
 static_assert(std::is_trivially_copyable<TensorListMeta<5>>::value, "kernel argument");

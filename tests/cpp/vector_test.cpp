@@ -28,6 +28,7 @@
 #include <random>
 #include <vector>
 
+#include "check.h"
 #include "cuda/elem_traits_cuda.h"
 #include "multi_tensor.h"
 
@@ -37,16 +38,6 @@
 
 using namespace fusedlr;
 using namespace fusedlr::mt;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (!(cond)) {                                                \
-      std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                   \
-      std::printf("\n");                                          \
-      std::exit(1);                                               \
-    }                                                             \
-  } while (0)
 
 namespace {
 
