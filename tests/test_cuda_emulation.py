@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _plan_oracle import plan_oracle  # tests/_plan_oracle.py (pytest puts tests/ on sys.path)
 
 import fusedlr
 from fusedlr import emulate, ops, schedules
@@ -293,26 +294,6 @@ def test_opcheck_emulate_adam():
 # launch plans of huge tensors (nothing is allocated)
 
 
-def _plan_oracle(numels, max_tensors, max_blocks=320):
-    """Launch count and block count of the ATen-style plan, written independently."""
-    launches = blocks = 0
-    tensors_here = blocks_here = 0
-    live = [n for n in numels if n > 0]
-    for i, n in enumerate(live):
-        chunks = -(-n // 65536)
-        tensors_here += 1
-        for c in range(chunks):
-            blocks_here += 1
-            blocks += 1
-            last_chunk = c == chunks - 1
-            if ((tensors_here == max_tensors and last_chunk) or blocks_here == max_blocks
-                    or (i == len(live) - 1 and last_chunk)):
-                launches += 1
-                blocks_here = 0
-                tensors_here = 0 if last_chunk else 1
-    return launches, blocks
-
-
 @pytest.mark.parametrize("numels,max_tensors", [
     ([2**31 + 7], 0),
     ([3 * 2**31], 0),
@@ -324,7 +305,7 @@ def test_launch_plan_stats_int64(numels, max_tensors):
     biggest = max(numels)
     assert stats["max_element"] == biggest - 1 > 2**31
     assert stats["max_chunk"] == (biggest - 1) // 65536
-    launches, blocks = _plan_oracle(numels, max_tensors or emulate.ADAM_MAX_TENSORS)
+    launches, blocks = plan_oracle(numels, max_tensors or emulate.ADAM_MAX_TENSORS)
     assert stats["blocks"] == blocks == sum(-(-n // 65536) for n in numels)
     assert stats["launches"] == launches
 

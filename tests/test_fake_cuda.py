@@ -16,6 +16,7 @@ import math
 
 import pytest
 import torch
+from _plan_oracle import plan_oracle  # tests/_plan_oracle.py (pytest puts tests/ on sys.path)
 
 import fusedlr
 from fusedlr import emulate, ops, schedules
@@ -123,25 +124,6 @@ def _assert_same(cpu, fake):
             assert err <= RTOL[a.dtype], f"list {li} tensor {ti} ({a.dtype}, {a.numel()}): {err}"
 
 
-def _plan_oracle(numels, max_tensors, max_blocks=emulate.MAX_BLOCKS):
-    """(launches, blocks) of the multi-tensor plan, counted here independently."""
-    launches = blocks = tensors_here = blocks_here = 0
-    live = [n for n in numels if n > 0]
-    for i, n in enumerate(live):
-        chunks = -(-n // CHUNK)
-        tensors_here += 1
-        for c in range(chunks):
-            blocks_here += 1
-            blocks += 1
-            last = c == chunks - 1
-            if ((tensors_here == max_tensors and last) or blocks_here == max_blocks
-                    or (i == len(live) - 1 and last)):
-                launches += 1
-                blocks_here = 0
-                tensors_here = 0 if last else 1
-    return launches, blocks
-
-
 def _check_launches(kind, params, launches, n_steps):
     """Update launches per dtype as planned, then the step launches, all on the stream."""
     update_id = SGD if kind == "sgd" else ADAM
@@ -151,7 +133,7 @@ def _check_launches(kind, params, launches, n_steps):
         numels = [p.numel() for p in params if p.dtype == dtype]
         if not numels:
             continue
-        n_launch, n_blocks = _plan_oracle(numels, max_tensors)
+        n_launch, n_blocks = plan_oracle(numels, max_tensors)
         if kind != "sgd":
             stats = emulate.launch_plan_stats(numels, ELEM[dtype], 0)
             assert (stats["launches"], stats["blocks"]) == (n_launch, n_blocks)
@@ -398,7 +380,7 @@ def test_schedule_free_launcher_matches_cpu(dtype, adam, operation):
     if operation == 0:
         assert (launches[0]["kernel"], launches[0]["gx"], launches[0]["bx"]) == (SF_PREPARE, 1, 64)
         launches = launches[1:]
-    want = _plan_oracle(sizes, emulate.SCHEDULE_FREE_MAX_TENSORS)
+    want = plan_oracle(sizes, emulate.SCHEDULE_FREE_MAX_TENSORS)
     assert all(r["kernel"] == SF_UPDATE and r["bx"] == emulate.BLOCK_THREADS for r in launches)
     assert (len(launches), sum(r["gx"] for r in launches)) == want
     assert all(r["stream"] == STREAM and r["result"] == 0 for r in launches)
