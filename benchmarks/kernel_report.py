@@ -40,8 +40,12 @@ FP64_SASS = re.compile(
 )
 
 
+LAYOUT_NAMES = {"0": "classic", "1": "large"}  # mt::ArgLayout: 4 KB / 32 KB kernel arguments
+
+
 def short_name(mangled):
-    m = re.search(r"(sgd_kernel|adam_kernel|step_kernel|eval_schedule_kernel)(I(\w+?)E)?", mangled)
+    m = re.search(r"(sgd_kernel|adam_kernel|step_kernel|eval_schedule_kernel)(I(\w*?)(Li(\d)E)?E)?",
+                  mangled)
     if not m:
         return mangled
     kind = m.group(1)
@@ -49,7 +53,8 @@ def short_name(mangled):
     t = {"f": "float", "d": "double", "6__half": "__half", "13__nv_bfloat16": "__nv_bfloat16"}.get(
         t, t
     )
-    return f"{kind}<{t}>" if t else kind
+    args = [x for x in (t, LAYOUT_NAMES.get(m.group(5) or "", "")) if x]
+    return f"{kind}<{', '.join(args)}>" if args else kind
 
 
 def compile_arch(arch, out_dir):

@@ -4,11 +4,17 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cpu/kernel_table.h"
 #include "eager_bucket.h"
+#ifdef FUSEDLR_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+
+#include "cuda/launch.h"
+#endif
 
 // setup.py defines it: the nvcc targets compiled, comma-separated ("sm_80,sm_90,compute_90").
 #ifndef FUSEDLR_CUDA_ARCHS
@@ -44,6 +50,26 @@ bool cuda_compiled() {
   return false;
 #endif
 }
+
+// The kernel-argument limit the update launches use on CUDA device `index`: 32764 (the 32 KB
+// layout) or 4096 (the classic one).
+int64_t cuda_kernel_arg_bytes(int64_t index) {
+#ifdef FUSEDLR_WITH_CUDA
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(index));
+  return fusedlr::cuda::kernel_arg_layout() == 1 ? 32764 : 4096;
+#else
+  (void)index;
+  throw std::runtime_error("cuda_kernel_arg_bytes: fusedlr was built without CUDA kernels");
+#endif
+}
+
+bool cuda_large_args_compiled() {
+#ifdef FUSEDLR_WITH_CUDA
+  return fusedlr::cuda::large_args_compiled();
+#else
+  return false;
+#endif
+}
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -53,6 +79,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_archs", &cuda_archs,
         "The CUDA code compiled in, as nvcc names it: SASS 'sm_XY' and PTX 'compute_XY' "
         "(empty on a CPU-only build).");
+  m.def("cuda_kernel_arg_bytes", &cuda_kernel_arg_bytes, pybind11::arg("device_index"),
+        "The kernel-argument limit of the update launches on that CUDA device: 32764 (32 KB "
+        "layout: CUDA 12.1+ build, compute capability >= 7.0, driver >= 12.1) or 4096.");
+  m.def("cuda_large_args_compiled", &cuda_large_args_compiled,
+        "Whether the 32 KB kernel-argument layout was compiled in (toolkit CUDA 12.1+).");
   m.def(
       "cpu_isa", [] { return std::string(fusedlr::cpu_kernels().isa); },
       "The vector ISA of the CPU kernels chosen on this machine.");

@@ -21,6 +21,12 @@ MAX_BLOCKS = 320  # kMaxBlocks
 SGD_MAX_TENSORS = 48  # DepthTraits<3>::kMaxTensors
 ADAM_MAX_TENSORS = 36  # DepthTraits<5>::kMaxTensors
 SCHEDULE_FREE_MAX_TENSORS = 40  # DepthTraits<4>::kMaxTensors (schedule_free_block.h)
+STEP_TENSORS = 256  # kStepTensors
+# The 32 KB kernel-argument layout (CUDA 12.1+, compute capability 7.0+; schedule-free: classic)
+LARGE_MAX_BLOCKS = 1280  # kLargeMaxBlocks
+LARGE_SGD_MAX_TENSORS = 512  # LargeDepthTraits<3>::kMaxTensors
+LARGE_ADAM_MAX_TENSORS = 384  # LargeDepthTraits<5>::kMaxTensors
+LARGE_STEP_TENSORS = 2304  # kLargeStepTensors
 
 
 def emulate_sgd_update_(params, grads, momentum_buffers, steps, meta, hparams, group_lr,
@@ -57,13 +63,30 @@ def emulate_schedule_free_prepare_(program, hparams, state, threads_per_block=64
 
 
 def launch_plan_stats(numels, elem_size, max_tensors_per_launch=0,
-                      max_blocks_per_launch=0) -> dict:
-    """Launches, blocks, max chunk index and max element index of the Adam launch plan of
-    tensors with these element counts (nothing is allocated)."""
-    launches, blocks, max_chunk, max_elem = _ops.launch_plan_stats(
-        list(numels), elem_size, max_tensors_per_launch, max_blocks_per_launch)
+                      max_blocks_per_launch=0, large_args=False) -> dict:
+    """The Adam launch plan of tensors with these element counts (nothing is allocated), in the
+    classic 4 KB kernel-argument layout or, with ``large_args``, the 32 KB one (CUDA 12.1+ on
+    compute capability 7.0+): update ``launches``, ``blocks``, ``max_chunk`` and
+    ``max_element`` indices, ``step_launches`` (the step-increment pass) and
+    ``launches_per_step``, every kernel of one steady-state Adam step of one bucket: the
+    schedule evaluation, the update and step launches, and the schedule counter's add."""
+    launches, blocks, max_chunk, max_elem, step_launches = _ops.launch_plan_stats(
+        list(numels), elem_size, max_tensors_per_launch, max_blocks_per_launch, large_args)
     return {"launches": launches, "blocks": blocks, "max_chunk": max_chunk,
-            "max_element": max_elem}
+            "max_element": max_elem, "step_launches": step_launches,
+            "launches_per_step": 1 + launches + step_launches + 1}
+
+
+def kernel_args_large(device) -> bool:
+    """Whether the CUDA update launches on ``device`` use the 32 KB kernel-argument layout
+    (False for a CPU device, whose kernels have no launch plan)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    from fusedlr import _C
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _C.cuda_kernel_arg_bytes(index) > 4096
 
 
 @torch.library.register_fake("fusedlr::emulate_sgd_update_")

@@ -15,6 +15,8 @@ def _device_rows() -> dict:
         cap = torch.cuda.get_device_capability(i)
         arch = kernel_for(cap, _C.cuda_archs())
         how = f"runs {arch}" if arch else "no kernel in this build (set TORCH_CUDA_ARCH_LIST)"
+        if arch:
+            how += f", {_C.cuda_kernel_arg_bytes(i)}-byte kernel arguments"
         rows[f"cuda:{i}"] = f"{torch.cuda.get_device_name(i)}, capability {cap[0]}.{cap[1]}: {how}"
     return rows
 
@@ -26,6 +28,7 @@ def info() -> dict:
         "torch CUDA": torch.version.cuda or "none (CPU build)",
         "CUDA kernels compiled": _C.cuda_compiled(),
         "CUDA archs": " ".join(_C.cuda_archs()) or "-",
+        "CUDA 32 KB kernel arguments compiled": _C.cuda_large_args_compiled(),
         "CUDA device available": torch.cuda.is_available(),
         **_device_rows(),
         "CPU vector ISA": _C.cpu_isa(),

@@ -145,12 +145,14 @@ def test_info_names_the_code_each_gpu_runs(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: len(caps))
     monkeypatch.setattr(torch.cuda, "get_device_capability", caps.__getitem__)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"GPU{i}")
-    monkeypatch.setattr(info, "_C", types.SimpleNamespace(cuda_archs=lambda: OLD_DEFAULT))
+    arg_bytes = {1: 32764, 2: 4096}  # what the launcher's device query would answer
+    monkeypatch.setattr(info, "_C", types.SimpleNamespace(
+        cuda_archs=lambda: OLD_DEFAULT, cuda_kernel_arg_bytes=arg_bytes.__getitem__))
     rows = info._device_rows()
     assert rows == {
         "cuda:0": "GPU0, capability 7.5: no kernel in this build (set TORCH_CUDA_ARCH_LIST)",
-        "cuda:1": "GPU1, capability 9.0: runs sm_90",
-        "cuda:2": "GPU2, capability 12.0: runs compute_90",
+        "cuda:1": "GPU1, capability 9.0: runs sm_90, 32764-byte kernel arguments",
+        "cuda:2": "GPU2, capability 12.0: runs compute_90, 4096-byte kernel arguments",
     }
 
 

@@ -294,25 +294,34 @@ def test_opcheck_emulate_adam():
 # launch plans of huge tensors (nothing is allocated)
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["classic", "large"])
 @pytest.mark.parametrize("numels,max_tensors", [
     ([2**31 + 7], 0),
     ([3 * 2**31], 0),
     ([1, 2**31 + 7, 0, 5, 3 * 2**31], 2),
     ([2**32 + 65536 * 3 + 1] + [7] * 40, 0),
+    ([2**32 + 65536 * 3 + 1] + [7] * 900, 0),
 ])
-def test_launch_plan_stats_int64(numels, max_tensors):
-    stats = emulate.launch_plan_stats(numels, 4, max_tensors)
+def test_launch_plan_stats_int64(numels, max_tensors, large):
+    stats = emulate.launch_plan_stats(numels, 4, max_tensors, large_args=large)
     biggest = max(numels)
     assert stats["max_element"] == biggest - 1 > 2**31
     assert stats["max_chunk"] == (biggest - 1) // 65536
-    launches, blocks = plan_oracle(numels, max_tensors or emulate.ADAM_MAX_TENSORS)
+    cap, blocks_cap, per_step = ((emulate.LARGE_ADAM_MAX_TENSORS, emulate.LARGE_MAX_BLOCKS,
+                                  emulate.LARGE_STEP_TENSORS) if large else
+                                 (emulate.ADAM_MAX_TENSORS, emulate.MAX_BLOCKS,
+                                  emulate.STEP_TENSORS))
+    launches, blocks = plan_oracle(numels, max_tensors or cap, blocks_cap)
     assert stats["blocks"] == blocks == sum(-(-n // 65536) for n in numels)
     assert stats["launches"] == launches
+    assert stats["step_launches"] == -(-len(numels) // per_step)
+    assert stats["launches_per_step"] == 2 + launches + stats["step_launches"]
 
 
 def test_launch_plan_stats_small():
     stats = emulate.launch_plan_stats([65536, 65537, 1], 2, 0)
-    assert stats == {"launches": 1, "blocks": 4, "max_chunk": 1, "max_element": 65536}
+    assert stats == {"launches": 1, "blocks": 4, "max_chunk": 1, "max_element": 65536,
+                     "step_launches": 1, "launches_per_step": 4}
     stats = emulate.launch_plan_stats([5] * 100, 8, 10)
     assert stats["launches"] == 10 and stats["blocks"] == 100
     assert emulate.launch_plan_stats([], 4, 0)["launches"] == 0

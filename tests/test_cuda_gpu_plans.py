@@ -2,8 +2,8 @@
 
 Each test takes a device: the "cuda" variant (skipped without a GPU or without CUDA kernels) is
 the one that exercises the kernels' launch plans (csrc/include/multi_tensor.h): more tensors
-than one launch holds, a tensor whose chunks continue into the next launch, more than 256
-per-tensor step tensors (several step-increment launches), and 16-bit params that are views at
+than one launch holds, a tensor whose chunks continue into the next launch, more per-tensor step
+tensors than one step-increment launch covers, and 16-bit params that are views at
 an odd element offset. The "cpu" variant runs the same test body against the same oracle on
 fusedlr's CPU kernels, so the test logic itself runs where there is no GPU.
 """
@@ -132,16 +132,25 @@ def _assert_match(got, expected, dtype):
         torch.testing.assert_close(g, e, **TOL[dtype], msg=lambda m, i=i: f"param {i}: {m}")
 
 
-def _launches(numels, elem_size):
-    return emulate.launch_plan_stats(numels, elem_size)["launches"]
+def _launches(numels, elem_size, device):
+    """Update launches of the Adam plan in the kernel-argument layout the device uses (the
+    classic one for the cpu variant, whose sizes stay small)."""
+    large = emulate.kernel_args_large(device)
+    return emulate.launch_plan_stats(numels, elem_size, large_args=large)["launches"]
+
+
+def _max_tensors(device):
+    return (emulate.LARGE_SGD_MAX_TENSORS if emulate.kernel_args_large(device)
+            else emulate.SGD_MAX_TENSORS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("device", DEVICES)
 def test_more_tensors_than_one_launch(device, kind):
-    """50 tensors (one launch holds 36 Adam / 48 SGD ones), odd sizes, misaligned starts."""
-    sizes = _sizes(50, seed=1)
-    assert _launches(sizes, 4) >= 2  # the plan really has several launches
+    """More tensors than one launch holds (classic layout: 36 Adam / 48 SGD; 32 KB layout: 384 /
+    512), odd sizes, misaligned starts."""
+    sizes = _sizes(_max_tensors(device) + 2, seed=1)
+    assert _launches(sizes, 4, device) >= 2  # the plan really has several launches
     params = _params(sizes, device, torch.float32, seed=1)
     expected, _ = _run_torch(kind, params, 5, seed=1)
     got, _ = _run_fused(kind, params, 5, seed=1)
@@ -151,10 +160,12 @@ def test_more_tensors_than_one_launch(device, kind):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("device", DEVICES)
 def test_tensor_continues_into_next_launch(device, kind):
-    """One tensor of more chunks than a launch holds (320), between small ones: its first chunks
-    share a launch with the tensors before it, its last ones a launch with those after it."""
-    big = 330 * CHUNK + 7
-    assert _launches([big], 4) >= 2  # it cannot fit one launch
+    """One tensor of more chunks than a launch holds (320; 1280 in the 32 KB layout), between
+    small ones: its first chunks share a launch with the tensors before it, its last ones a
+    launch with those after it."""
+    blocks = emulate.LARGE_MAX_BLOCKS if emulate.kernel_args_large(device) else emulate.MAX_BLOCKS
+    big = (blocks + 10) * CHUNK + 7
+    assert _launches([big], 4, device) >= 2  # it cannot fit one launch
     sizes = [4097, 7, big, 1, 65537]
     params = _params(sizes, device, torch.float32, seed=2)
     expected, _ = _run_torch(kind, params, 3, seed=2)
@@ -164,10 +175,12 @@ def test_tensor_continues_into_next_launch(device, kind):
 
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_more_than_256_step_tensors(device, kind):
-    """300 per-tensor steps (one step-increment launch covers 256): every step advances on the
-    applied steps and none on an overflow step (found_inf = 1 at step 2)."""
-    sizes = _sizes(300, seed=3)
+def test_more_step_tensors_than_one_step_launch(device, kind):
+    """More per-tensor steps than one step-increment launch covers (256; 2304 in the 32 KB
+    layout): every step advances on the applied steps and none on an overflow step (found_inf
+    = 1 at step 2)."""
+    per = emulate.LARGE_STEP_TENSORS if emulate.kernel_args_large(device) else emulate.STEP_TENSORS
+    sizes = _sizes(per + 44, seed=3)
     params = _params(sizes, device, torch.float64, seed=3)
     expected, topt = _run_torch(kind, params, 5, seed=3, skip={2})
     got, fopt = _run_fused(kind, params, 5, seed=3, skip={2})

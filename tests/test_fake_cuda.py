@@ -37,6 +37,27 @@ RTOL = {torch.float64: 1e-12, torch.float32: 4 * 2.0**-23, torch.bfloat16: 2.0**
         torch.float16: 2.0**-11}
 
 
+# The two kernel-argument layouts (multi_tensor.h): the device of the fake runtime takes 32 KB
+# kernel parameters ("large", what CUDA 12.1+ on compute capability 7.0+ gives) or only the
+# classic 4 KB ("classic": launches past 4096 bytes fail, as on older toolkits and devices).
+LAYOUTS = {
+    "large": dict(large=True, param_bytes=32764, sgd=emulate.LARGE_SGD_MAX_TENSORS,
+                  adam=emulate.LARGE_ADAM_MAX_TENSORS, blocks=emulate.LARGE_MAX_BLOCKS,
+                  steps=emulate.LARGE_STEP_TENSORS),
+    "classic": dict(large=False, param_bytes=4096, sgd=emulate.SGD_MAX_TENSORS,
+                    adam=emulate.ADAM_MAX_TENSORS, blocks=emulate.MAX_BLOCKS,
+                    steps=emulate.STEP_TENSORS),
+}
+LAYOUT = dict(LAYOUTS["large"])  # the running test's layout (set by the _args_layout fixture)
+
+
+@pytest.fixture(autouse=True, params=list(LAYOUTS))
+def _args_layout(request):
+    LAYOUT.clear()
+    LAYOUT.update(LAYOUTS[request.param], name=request.param)
+    yield request.param
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     n = torch.get_num_threads()
@@ -47,8 +68,14 @@ def _one_thread():
         _ops.reset(0, -1, 0)
 
 
-def _reset(fail_at=-1, code=0):
-    _ops.reset(STREAM, fail_at, code)
+def _reset(fail_at=-1, code=0, attribute_error=0, max_threads=1024, attribute_fail_at=0):
+    _ops.reset(STREAM, fail_at, code, attribute_error, max_threads, attribute_fail_at,
+               LAYOUT["param_bytes"], LAYOUT["large"])
+
+
+def _many(kind):
+    """More tiny tensors than one launch of the running layout holds."""
+    return (3,) * (LAYOUT["sgd" if kind == "sgd" else "adam"] + 14)
 
 
 def _launches():
@@ -125,18 +152,20 @@ def _assert_same(cpu, fake):
 
 
 def _check_launches(kind, params, launches, n_steps):
-    """Update launches per dtype as planned, then the step launches, all on the stream."""
+    """Update launches per dtype as planned in the running layout, then the step launches, all
+    on the stream and within the layout's parameter limit."""
     update_id = SGD if kind == "sgd" else ADAM
-    max_tensors = emulate.SGD_MAX_TENSORS if kind == "sgd" else emulate.ADAM_MAX_TENSORS
+    max_tensors = LAYOUT["sgd" if kind == "sgd" else "adam"]
     want_launches = want_blocks = 0
     for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         numels = [p.numel() for p in params if p.dtype == dtype]
         if not numels:
             continue
-        n_launch, n_blocks = plan_oracle(numels, max_tensors)
+        n_launch, n_blocks = plan_oracle(numels, max_tensors, LAYOUT["blocks"])
         if kind != "sgd":
-            stats = emulate.launch_plan_stats(numels, ELEM[dtype], 0)
+            stats = emulate.launch_plan_stats(numels, ELEM[dtype], 0, large_args=LAYOUT["large"])
             assert (stats["launches"], stats["blocks"]) == (n_launch, n_blocks)
+            assert stats["step_launches"] == math.ceil(len(numels) / LAYOUT["steps"])
         want_launches += n_launch
         want_blocks += n_blocks
     update = [r for r in launches if r["kernel"] == update_id]
@@ -145,17 +174,19 @@ def _check_launches(kind, params, launches, n_steps):
     assert launches[:len(update)] == update, "every update launch precedes the step launches"
     assert len(update) == want_launches
     assert sum(r["gx"] for r in update) == want_blocks
-    assert len(step) == math.ceil(n_steps / 256)
+    assert len(step) == math.ceil(n_steps / LAYOUT["steps"])
     for r in launches:
         assert r["stream"] == STREAM and r["smem"] == 0 and r["result"] == 0
         assert (r["gy"], r["gz"], r["by"], r["bz"]) == (1, 1, 1, 1)
-        # CUDA 12.1+'s kernel-parameter limit (multi_tensor.h static_asserts the 4 KB plan's).
-        assert 0 < r["param_bytes"] <= 32764, r
+        assert 0 < r["param_bytes"] <= LAYOUT["param_bytes"], r
+        # the classic layout's arguments fit 4 KB; the large one's need more than 4 KB
+        assert (r["param_bytes"] > 4096) == LAYOUT["large"], r
     for r in update:
-        assert 1 <= r["gx"] <= emulate.MAX_BLOCKS and r["bx"] == emulate.BLOCK_THREADS
+        assert 1 <= r["gx"] <= LAYOUT["blocks"] and r["bx"] == emulate.BLOCK_THREADS
         assert r["param_bytes"] == update[0]["param_bytes"]
     for r in step:
-        assert r["gx"] == 1 and r["bx"] == 256
+        assert r["bx"] == 256
+        assert r["gx"] <= math.ceil(LAYOUT["steps"] / 256)
 
 
 SIZES = (1, 7, 4097, 65537, 65536 * 2 + 5)
@@ -165,7 +196,7 @@ SIZES = (1, 7, 4097, 65537, 65536 * 2 + 5)
 @pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
 def test_launcher_matches_cpu(kind, dtype):
     """More tensors than one launch holds: results as the CPU op, launches as planned."""
-    sizes = SIZES + (3,) * 50
+    sizes = SIZES + _many(kind)
     tensors, meta, hparams, group_lr = _prepare(kind, [dtype], sizes, seed=1)
     scale, inf = torch.tensor(1024.0), torch.tensor(0.0)
     cpu, fake, launches = _run_both(kind, tensors, meta, hparams, group_lr, scale, inf)
@@ -183,7 +214,7 @@ def test_misaligned_tensors(kind, dtype, layout):
     """Pointers 1 element past 16 bytes (all of a tensor's, or one list's): the launcher's
     aligned flag keeps them off the vector path (a vector access there would fault, or be an
     alignment report under tools/sanitize.sh); results as the CPU op's."""
-    tensors, meta, hparams, group_lr = _prepare(kind, [dtype], SIZES + (3,) * 40, seed=9)
+    tensors, meta, hparams, group_lr = _prepare(kind, [dtype], SIZES + _many(kind), seed=9)
     moved = [[_placed(t, 1 if layout == "misaligned" or li == ti % len(tensors) else 0)
               if t.dim() > 0 else t.clone() for ti, t in enumerate(lst)]
              for li, lst in enumerate(tensors)]
@@ -220,31 +251,76 @@ def test_mixed_dtypes_one_plan_per_dtype(kind):
     assert len([r for r in launches if r["kernel"] in (SGD, ADAM)]) == 4
 
 
-def test_more_than_256_steps_advance_once():
-    tensors, meta, hparams, group_lr = _prepare("adam", [torch.float32], (2,) * 300, seed=3)
+def test_more_steps_than_one_step_launch_advance_once():
+    n = LAYOUT["steps"] + 44
+    tensors, meta, hparams, group_lr = _prepare("adam", [torch.float32], (2,) * n, seed=3)
     before = torch.stack(tensors[-1]).clone()
     cpu, fake, launches = _run_both("adam", tensors, meta, hparams, group_lr)
     assert torch.equal(torch.stack(fake[-1]), before + 1)
     _assert_same(cpu, fake)
-    _check_launches("adam", tensors[0], launches, 300)
+    _check_launches("adam", tensors[0], launches, n)
+    assert len([r for r in launches if r["kernel"] == STEP]) == 2
 
 
 def test_tensor_continues_into_next_launch():
-    """More than 320 chunks: the second tensor's chunks are split over two launches."""
-    sizes = (170 * CHUNK + 3, 160 * CHUNK)
+    """More chunks than one launch holds: the second tensor's chunks are split over two
+    launches (classic: 320 blocks a launch; large: 1280)."""
+    if LAYOUT["large"]:
+        sizes, want = (1000 * CHUNK + 3, 300 * CHUNK), [1280, 21]
+    else:
+        sizes, want = (170 * CHUNK + 3, 160 * CHUNK), [320, 11]
     tensors, meta, hparams, group_lr = _prepare("sgd", [torch.bfloat16], sizes, seed=4,
                                                 momentum=0.0)
     cpu, fake, launches = _run_both("sgd", tensors, meta, hparams, group_lr)
     _assert_same(cpu, fake)
     update = [r for r in launches if r["kernel"] == SGD]
-    assert [r["gx"] for r in update] == [320, 11]
+    assert [r["gx"] for r in update] == want
     _check_launches("sgd", tensors[0], launches, 2)
+
+
+@pytest.mark.parametrize(("kind", "count", "size", "most"), [
+    ("adam", 2000, 64, 12), ("adam", 400, 256, 6), ("sgd", 2000, 64, 12)])
+def test_launches_per_step(kind, count, size, most):
+    """Every launch of a steady-state fp32 step of `count` x `size` tensors (issue 14's targets
+    for Adam: 2000 x 64 in at most 12 launches, 400 x 256 in at most 6): the schedule
+    evaluation, the update and step launches as recorded, and the counter's add. The classic
+    4 KB layout (the fallback) is counted too, as the plan says, with no target."""
+    tensors, meta, hparams, group_lr = _prepare(kind, [torch.float32], (size,) * count, seed=21)
+    fake = _copy(tensors)
+    _reset()
+    fake_op = _ops.sgd_update_ if kind == "sgd" else _ops.adam_update_
+    fake_op(*fake, meta, hparams, group_lr, None, None)
+    launches = _launches()
+    _check_launches(kind, tensors[0], launches, count)
+    total = 1 + len(launches) + 1  # eval_schedule_ before, the counter's add_ after
+    stats = emulate.launch_plan_stats((size,) * count, 4, large_args=LAYOUT["large"])
+    if kind != "sgd":
+        assert total == stats["launches_per_step"]
+    if LAYOUT["large"]:
+        assert total <= most, launches
+    else:
+        assert total > most  # what the 32 KB layout saves
+
+
+def test_large_arguments_refused_past_4096_bytes():
+    """A device that takes only 4 KB parameters but answers the 32 KB query yes: the launch
+    fails as the runtime's does and the op raises (the query is what keeps the large layout
+    off such devices)."""
+    if not LAYOUT["large"]:
+        pytest.skip("the large layout only")
+    tensors, meta, hparams, group_lr = _prepare("adam", [torch.float32], SIZES, seed=22)
+    fake = _copy(tensors)
+    _ops.reset(STREAM, -1, 0, 0, 1024, 0, 4096, True)
+    with pytest.raises(RuntimeError, match="adam_update_: CUDA launch failed: invalid argument"):
+        _ops.adam_update_(*fake, meta, hparams, group_lr, None, None)
+    (r,) = _launches()
+    assert r["param_bytes"] > 4096
 
 
 @pytest.mark.parametrize("fail_at", [0, 1, 2])
 def test_launch_error_raises_and_stops(fail_at):
     """An injected launch error raises with the runtime's message; no launch follows it."""
-    sizes = SIZES + (3,) * 50  # Adam: 2 update launches, then 1 step launch
+    sizes = SIZES + _many("adam")  # Adam: 2 update launches, then 1 step launch
     tensors, meta, hparams, group_lr = _prepare("adam", [torch.float32], sizes, seed=5)
     fake = _copy(tensors)
     _reset(fail_at, 999)
@@ -271,13 +347,13 @@ def test_unlaunchable_kernel_refused_before_any_launch(case):
         tensors[1][i] = _rand((tensors[0][i].numel(),), dtype, gen)
     fake = _copy(tensors)
     if case == "no kernel image":
-        _ops.reset(STREAM, -1, 0, 209, 1024, 0)
+        _reset(-1, 0, 209, 1024, 0)
         match = "CUDA launch failed: injected error"
     elif case == "thread limit":
-        _ops.reset(STREAM, -1, 0, 0, emulate.BLOCK_THREADS - 1, 0)
+        _reset(-1, 0, 0, emulate.BLOCK_THREADS - 1, 0)
         match = "CUDA launch failed: invalid configuration argument"
     else:  # the third dtype's update kernel (queries: 2 per dtype)
-        _ops.reset(STREAM, -1, 0, 209, 1024, 4)
+        _reset(-1, 0, 209, 1024, 4)
         match = "CUDA launch failed: injected error"
     with pytest.raises(RuntimeError, match=match):
         _ops.adam_update_(*fake, meta, hparams, group_lr, None, None)

@@ -39,17 +39,21 @@ def pattern(n: int, seed: int) -> torch.Tensor:
     return x.frac_().mul_(2.0).sub_(1.0)
 
 
-def specs(quick: bool) -> list[tuple[int, torch.dtype, int]]:
+def specs(quick: bool, large: bool = False) -> list[tuple[int, torch.dtype, int]]:
     """(numel, dtype, offset) for one optimizer: every dtype gets more tensors than one launch
-    holds (36 Adam / 48 SGD), odd sizes, misaligned starts (offset 1) and a tensor of more
-    chunks than one launch holds in float32 and bfloat16 (it continues into the next launch);
-    float32 gets more than 256 tensors (two step-increment launches) and an empty tensor."""
+    holds (36 Adam / 48 SGD; 384 / 512 in the 32 KB kernel-argument layout, `large`), odd sizes,
+    misaligned starts (offset 1) and a tensor of more chunks than one launch holds (320; 1280)
+    in float32 and bfloat16 (it continues into the next launch); float32 gets more tensors than
+    one step-increment launch covers (256; 2304) and an empty tensor."""
     g = torch.Generator().manual_seed(0)
-    big = CHUNK * (3 if quick else MAX_BLOCKS + 10) + 4099
+    blocks = emulate.LARGE_MAX_BLOCKS if large else MAX_BLOCKS
+    big = CHUNK * (3 if quick else blocks + 10) + 4099
     mid = CHUNK * 3 + 4099
+    steps = emulate.LARGE_STEP_TENSORS if large else emulate.STEP_TENSORS
+    per_launch = emulate.LARGE_SGD_MAX_TENSORS if large else emulate.SGD_MAX_TENSORS
     out = []
     for dt in DTYPES:
-        count = 300 if dt == torch.float32 else 60
+        count = steps + 44 if dt == torch.float32 else per_launch + 12
         sizes = torch.randint(1, 3000, (count,), generator=g).tolist()
         sizes[:4] = [1, 7, 4097, CHUNK + 1]
         out += [(n, dt, i % 2) for i, n in enumerate(sizes)]
@@ -59,13 +63,14 @@ def specs(quick: bool) -> list[tuple[int, torch.dtype, int]]:
     return out
 
 
-def plan_launches(sp) -> dict[str, int]:
+def plan_launches(sp, large: bool = False) -> dict[str, int]:
     """Update launches per dtype bucket of the Adam plan (launch_plan_stats; SGD's launches
     hold more tensors, never fewer chunks)."""
     out = {}
     for dt in DTYPES:
         numels = [n for n, d, _ in sp if d == dt]
-        stats = emulate.launch_plan_stats(numels, torch.empty((), dtype=dt).element_size())
+        stats = emulate.launch_plan_stats(numels, torch.empty((), dtype=dt).element_size(),
+                                          large_args=large)
         out[str(dt).removeprefix("torch.")] = stats["launches"]
     return out
 
@@ -151,10 +156,11 @@ def worst_error(gpu, cpu, og, oc):
 def gpu_matches_cpu_kernels(device, quick):
     """Plans of several launches in all four dtypes on the device against fusedlr's CPU kernels
     (on a CPU dry run: the CPU kernels against themselves)."""
-    sp = specs(quick)
+    large = emulate.kernel_args_large(device)
+    sp = specs(quick, large)
     cpu = torch.device("cpu")
     for kind in ("sgd", "adam", "adamw"):
-        launches = plan_launches(sp)
+        launches = plan_launches(sp, large)
         for scale in (1.0, 1024.0):
             gpu_p, cpu_p = build(device, sp, 1), build(cpu, sp, 1)
             og = run_steps(kind, gpu_p, sp, device, 3, scale)
@@ -168,7 +174,8 @@ def gpu_matches_cpu_kernels(device, quick):
                 f"gpu_matches_cpu_kernels[{kind},scale={scale:g}]",
                 worst <= 1.0 and steps_equal and several,
                 f"worst err/tol {worst:.3g} at (tensor, slot, numel, dtype, offset) {where}; "
-                f"steps equal {steps_equal}; Adam-plan update launches per bucket {launches}",
+                f"steps equal {steps_equal}; Adam-plan update launches per bucket {launches} "
+                f"({'32 KB' if large else '4 KB'} kernel arguments)",
             )
             del og, oc, gpu_p, cpu_p
 

@@ -9,9 +9,10 @@
 // c10::Half / c10::BFloat16, whose conversions round to nearest even as
 // __float2half_rn / __float2bfloat16_rn do.
 //
-// launch_plan_stats(numels, elem_size, max_tensors_per_launch) returns
-// [launches, blocks, max chunk index, max element index] of the plan of
-// tensors with those element counts, without allocating them.
+// launch_plan_stats(numels, elem_size, max_tensors_per_launch, max_blocks, large_args) returns
+// [launches, blocks, max chunk index, max element index, step launches] of the plan of tensors
+// with those element counts, in the classic (4 KB) or large (32 KB) kernel-argument layout,
+// without allocating them.
 #include <ATen/ATen.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -201,11 +202,37 @@ void emulate_adam_update(at::TensorList params, at::TensorList grads, at::Tensor
   view.write_back(scale.has_value());
 }
 
-// [launches, blocks, max chunk index, max element index] of the Adam launch
-// plan (depth 5) of tensors with these element counts; nothing is allocated.
+// [launches, blocks, max chunk index, max element index, step launches] of the Adam launch plan
+// (depth 5) of tensors with these element counts, in the classic or the large kernel-argument
+// layout; nothing is allocated.
+template <int Layout>
+std::vector<int64_t> plan_stats(const char* op, const std::vector<mt::TensorEntry<5>>& entries,
+                                int64_t elem_size, const LaunchShape& shape) {
+  int64_t launches = 0, blocks = 0, max_chunk = -1, max_elem = -1;
+  mt::build_plan<5, Layout>(entries.data(), static_cast<int64_t>(entries.size()), shape.max_tensors,
+                            shape.max_blocks,
+                            [&](const mt::TensorListMeta<5, Layout>& meta, int nblocks) {
+                              ++launches;
+                              blocks += nblocks;
+                              for (int b = 0; b < nblocks; ++b) {
+                                const mt::ChunkSpan s = mt::chunk_span(meta, b);
+                                max_chunk = std::max<int64_t>(max_chunk, meta.block_to_chunk[b]);
+                                max_elem = std::max(max_elem, s.start + s.n - 1);
+                                // The last byte the block touches, as the kernel's int64 pointer
+                                // offset.
+                                TORCH_CHECK((s.start + s.n) <= INT64_MAX / elem_size, op,
+                                            ": byte offset overflows int64");
+                              }
+                            });
+  // The step pass covers every tensor of the bucket, empty ones too.
+  const int64_t n = static_cast<int64_t>(entries.size());
+  const int64_t per = mt::StepMetaT<Layout>::kMaxSteps;
+  return {launches, blocks, max_chunk, max_elem, (n + per - 1) / per};
+}
+
 std::vector<int64_t> launch_plan_stats(c10::IntArrayRef numels, int64_t elem_size,
                                        int64_t max_tensors_per_launch,
-                                       int64_t max_blocks_per_launch) {
+                                       int64_t max_blocks_per_launch, bool large_args) {
   const char* op = "launch_plan_stats";
   TORCH_CHECK(elem_size == 2 || elem_size == 4 || elem_size == 8, op,
               ": elem_size must be 2, 4 or 8, got ", elem_size);
@@ -218,21 +245,8 @@ std::vector<int64_t> launch_plan_stats(c10::IntArrayRef numels, int64_t elem_siz
     entries[i] =
         mt::TensorEntry<5>{{nullptr, nullptr, nullptr, nullptr, nullptr}, numels[i], nullptr, 0};
   }
-  int64_t launches = 0, blocks = 0, max_chunk = -1, max_elem = -1;
-  mt::build_plan<5>(entries.data(), static_cast<int64_t>(entries.size()), shape.max_tensors,
-                    shape.max_blocks, [&](const mt::TensorListMeta<5>& meta, int nblocks) {
-                      ++launches;
-                      blocks += nblocks;
-                      for (int b = 0; b < nblocks; ++b) {
-                        const mt::ChunkSpan s = mt::chunk_span(meta, b);
-                        max_chunk = std::max<int64_t>(max_chunk, meta.block_to_chunk[b]);
-                        max_elem = std::max(max_elem, s.start + s.n - 1);
-                        // The last byte the block touches, as the kernel's int64 pointer offset.
-                        TORCH_CHECK((s.start + s.n) <= INT64_MAX / elem_size, op,
-                                    ": byte offset overflows int64");
-                      }
-                    });
-  return {launches, blocks, max_chunk, max_elem};
+  return large_args ? plan_stats<mt::kLargeArgs>(op, entries, elem_size, shape)
+                    : plan_stats<mt::kClassicArgs>(op, entries, elem_size, shape);
 }
 
 TORCH_LIBRARY_FRAGMENT(fusedlr, m) {
@@ -248,7 +262,7 @@ TORCH_LIBRARY_FRAGMENT(fusedlr, m) {
       "int max_tensors_per_launch, int threads_per_block, int max_blocks_per_launch=0) -> ()");
   m.def(
       "launch_plan_stats(int[] numels, int elem_size, int max_tensors_per_launch, "
-      "int max_blocks_per_launch=0) -> int[]",
+      "int max_blocks_per_launch=0, bool large_args=False) -> int[]",
       &launch_plan_stats);
 }
 

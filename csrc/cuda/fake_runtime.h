@@ -4,11 +4,11 @@
 // fake_cuda::launch records every launch (kernel name, grid, block, dynamic shared memory,
 // stream, and the bytes of the kernel's parameter buffer laid out as CUDA does), rejects what the
 // runtime would reject (an empty or oversized grid or block, more than 1024 threads, shared
-// memory, parameters past the 32 KB limit) with the runtime's error code, returns an injected
-// error at a chosen launch, and otherwise runs the __global__ function itself on the CPU over
-// every (block, thread), blocks and threads in reverse order, with blockIdx / threadIdx /
-// blockDim / gridDim set. Nothing here calls the CUDA runtime library: only the toolkit's type
-// headers (driver_types.h, vector_types.h) are used.
+// memory, parameters past the 32 KB limit, or the limit the test set) with the runtime's error
+// code, returns an injected error at a chosen launch, and otherwise runs the __global__ function
+// itself on the CPU over every (block, thread), blocks and threads in reverse order, with blockIdx
+// / threadIdx / blockDim / gridDim set. Nothing here calls the CUDA runtime library: only the
+// toolkit's type headers (driver_types.h, vector_types.h) are used.
 #pragma once
 
 #include <driver_types.h>
@@ -32,7 +32,8 @@
 namespace fusedlr {
 namespace fake_cuda {
 
-// Kernel parameters: CUDA 12.1+ on Volta and newer takes up to 32764 bytes.
+// Kernel parameters: CUDA 12.1+ on Volta and newer takes up to 32764 bytes, older toolkits,
+// drivers and devices 4096 (State::max_param_bytes).
 constexpr size_t kMaxParamBytes = 32764;
 
 struct LaunchRecord {
@@ -54,7 +55,9 @@ struct State {
   int64_t attribute_fail_at = 0;     // ...this query index on (0-based)
   int max_threads_per_block = 1024;  // the kernels' maxThreadsPerBlock attribute
   int64_t attribute_queries = 0;
-  int64_t errors_cleared = 0;  // cudaGetLastError calls that reset an error
+  int64_t errors_cleared = 0;               // cudaGetLastError calls that reset an error
+  size_t max_param_bytes = kMaxParamBytes;  // the parameter limit launches are checked against
+  bool large_args = true;                   // what the device query of the 32 KB layout answers
 };
 
 inline State& state() {
@@ -91,13 +94,14 @@ inline const char* error_string(int code) {
   }
 }
 
-inline int check_config(const dim3& grid, const dim3& block, size_t smem, size_t params) {
+inline int check_config(const dim3& grid, const dim3& block, size_t smem, size_t params,
+                        size_t max_params) {
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0 || threads > 1024 || block.z > 64 ||
       grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535) {
     return cudaErrorInvalidConfiguration;
   }
-  if (smem > 48 * 1024 || params > kMaxParamBytes) return cudaErrorInvalidValue;
+  if (smem > 48 * 1024 || params > max_params) return cudaErrorInvalidValue;
   return cudaSuccess;
 }
 
@@ -128,7 +132,8 @@ cudaError_t launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block
   State& s = state();
   const size_t bytes = param_bytes<std::decay_t<P>...>();
   const int64_t index = static_cast<int64_t>(s.launches.size());
-  int result = index == s.fail_at ? s.fail_code : check_config(grid, block, smem, bytes);
+  int result =
+      index == s.fail_at ? s.fail_code : check_config(grid, block, smem, bytes, s.max_param_bytes);
   s.launches.push_back(LaunchRecord{name, grid, block, smem, stream, bytes, result});
   if (result != cudaSuccess) return static_cast<cudaError_t>(result);
   // The arguments, converted to the parameter types, as the launch copies them.

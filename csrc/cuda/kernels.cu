@@ -5,6 +5,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "cuda/elem_traits_cuda.h"
@@ -34,20 +36,24 @@ struct MinBlocksPerSm<double> {
   static constexpr int kValue = 0;
 };
 
-template <typename T>
+template <typename T, int Layout>
 __global__ void __launch_bounds__(mt::kBlockThreads, MinBlocksPerSm<T>::kValue)
-    sgd_kernel(const __grid_constant__ mt::TensorListMeta<3> meta, const mt::UpdateArgs args) {
+    sgd_kernel(const __grid_constant__ mt::TensorListMeta<3, Layout> meta,
+               const mt::UpdateArgs args) {
   mt::sgd_block<T>(meta, args, blockIdx.x, threadIdx.x, blockDim.x);
 }
 
-template <typename T>
+template <typename T, int Layout>
 __global__ void __launch_bounds__(mt::kBlockThreads, MinBlocksPerSm<T>::kValue)
-    adam_kernel(const __grid_constant__ mt::TensorListMeta<5> meta, const mt::UpdateArgs args) {
+    adam_kernel(const __grid_constant__ mt::TensorListMeta<5, Layout> meta,
+                const mt::UpdateArgs args) {
   mt::adam_block<T>(meta, args, blockIdx.x, threadIdx.x, blockDim.x);
 }
 
+template <int Layout>
 __global__ void __launch_bounds__(mt::kStepThreads)
-    step_kernel(const __grid_constant__ mt::StepMeta meta, const mt::UpdateArgs args, bool sgd) {
+    step_kernel(const __grid_constant__ mt::StepMetaT<Layout> meta, const mt::UpdateArgs args,
+                bool sgd) {
   mt::step_block(meta, args, sgd, blockIdx.x, threadIdx.x, blockDim.x);
 }
 
@@ -58,12 +64,23 @@ __global__ void __launch_bounds__(mt::kEvalThreads)
                           blockDim.x);
 }
 
+// FUSEDLR_KERNEL_ARGS=classic (or 4096) in the environment, read once: the 4 KB layout even
+// where 32 KB arguments are allowed (to compare the two, or to rule the large layout out).
+bool classic_args_forced() {
+  static const bool forced = [] {
+    const char* v = std::getenv("FUSEDLR_KERNEL_ARGS");
+    return v != nullptr && (std::strcmp(v, "classic") == 0 || std::strcmp(v, "4096") == 0);
+  }();
+  return forced;
+}
+
 mt::UpdateArgs args_of(const cuda::UpdateCall& call) {
   return mt::UpdateArgs{call.hparams, call.group_lr, call.grad_scale, call.found_inf};
 }
 
-// Builds the plan of one element type and launches kernel K once per metadata block.
-template <int Depth, typename Launch>
+// Builds the plan of one element type in `Layout` and calls launch(meta, blocks) once per
+// metadata block.
+template <int Depth, int Layout, typename Launch>
 int launch_plan(const cuda::UpdateTensor* tensors, int64_t n, const Launch& launch) {
   std::vector<mt::TensorEntry<Depth>> entries(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
@@ -73,41 +90,45 @@ int launch_plan(const cuda::UpdateTensor* tensors, int64_t n, const Launch& laun
     entries[i].group = tensors[i].group;
   }
   cudaError_t err = cudaSuccess;
-  mt::build_plan<Depth>(entries.data(), n, 0, 0,
-                        [&](const mt::TensorListMeta<Depth>& meta, int blocks) {
-                          if (err != cudaSuccess) return;
-                          err = launch(meta, blocks);
-                        });
+  mt::build_plan<Depth, Layout>(entries.data(), n, 0, 0,
+                                [&](const mt::TensorListMeta<Depth, Layout>& meta, int blocks) {
+                                  if (err != cudaSuccess) return;
+                                  err = launch(meta, blocks);
+                                });
   return static_cast<int>(err);
 }
 
-template <typename T>
+template <typename T, int Layout>
 int sgd_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateCall& call) {
   const mt::UpdateArgs args = args_of(call);
   const auto stream = static_cast<cudaStream_t>(call.stream);
-  return launch_plan<3>(tensors, n, [&](const mt::TensorListMeta<3>& meta, int blocks) {
-    return FUSEDLR_LAUNCH(sgd_kernel<T>, blocks, mt::kBlockThreads, 0, stream, meta, args);
-  });
+  return launch_plan<3, Layout>(tensors, n,
+                                [&](const mt::TensorListMeta<3, Layout>& meta, int blocks) {
+                                  return FUSEDLR_LAUNCH((sgd_kernel<T, Layout>), blocks,
+                                                        mt::kBlockThreads, 0, stream, meta, args);
+                                });
 }
 
-template <typename T>
+template <typename T, int Layout>
 int adam_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateCall& call) {
   const mt::UpdateArgs args = args_of(call);
   const auto stream = static_cast<cudaStream_t>(call.stream);
-  return launch_plan<5>(tensors, n, [&](const mt::TensorListMeta<5>& meta, int blocks) {
-    return FUSEDLR_LAUNCH(adam_kernel<T>, blocks, mt::kBlockThreads, 0, stream, meta, args);
-  });
+  return launch_plan<5, Layout>(tensors, n,
+                                [&](const mt::TensorListMeta<5, Layout>& meta, int blocks) {
+                                  return FUSEDLR_LAUNCH((adam_kernel<T, Layout>), blocks,
+                                                        mt::kBlockThreads, 0, stream, meta, args);
+                                });
 }
 
-template <typename T>
+template <typename T, int Layout>
 int check_typed(bool adam) {
   cudaFuncAttributes attr{};
-  cudaError_t err = adam ? FUSEDLR_FUNC_ATTRIBUTES(&attr, adam_kernel<T>)
-                         : FUSEDLR_FUNC_ATTRIBUTES(&attr, sgd_kernel<T>);
+  cudaError_t err = adam ? FUSEDLR_FUNC_ATTRIBUTES(&attr, (adam_kernel<T, Layout>))
+                         : FUSEDLR_FUNC_ATTRIBUTES(&attr, (sgd_kernel<T, Layout>));
   if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kBlockThreads) {
     err = cudaErrorInvalidConfiguration;
   }
-  if (err == cudaSuccess) err = FUSEDLR_FUNC_ATTRIBUTES(&attr, step_kernel);
+  if (err == cudaSuccess) err = FUSEDLR_FUNC_ATTRIBUTES(&attr, step_kernel<Layout>);
   if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kStepThreads) {
     err = cudaErrorInvalidConfiguration;
   }
@@ -115,65 +136,99 @@ int check_typed(bool adam) {
   return static_cast<int>(err);
 }
 
+template <int Layout>
+int step_typed(float* const* steps, const int32_t* groups, const uint8_t* has_state, int64_t n,
+               bool sgd, const cuda::UpdateCall& call) {
+  const mt::UpdateArgs args = args_of(call);
+  const auto stream = static_cast<cudaStream_t>(call.stream);
+  cudaError_t err = cudaSuccess;
+  mt::build_step_plan<Layout>(steps, groups, has_state, n, [&](const mt::StepMetaT<Layout>& meta) {
+    if (err != cudaSuccess) return;
+    const int blocks = (meta.count + mt::kStepThreads - 1) / mt::kStepThreads;
+    err = FUSEDLR_LAUNCH(step_kernel<Layout>, blocks, mt::kStepThreads, 0, stream, meta, args, sgd);
+  });
+  return static_cast<int>(err);
+}
+
+// Op<T, Layout>::run(args...) for the call's element type, then its layout. A build without the
+// large layout (a toolkit before CUDA 12.1) has only the classic instantiations.
+template <template <typename, int> class Op, typename T, typename... A>
+int run_layout(int layout, const A&... a) {
+#if FUSEDLR_HAS_LARGE_ARGS
+  if (layout == mt::kLargeArgs) return Op<T, mt::kLargeArgs>::run(a...);
+#endif
+  if (layout != mt::kClassicArgs) return static_cast<int>(cudaErrorInvalidValue);
+  return Op<T, mt::kClassicArgs>::run(a...);
+}
+
+template <template <typename, int> class Op, typename... A>
+int run_typed(cuda::ElemType type, int layout, const A&... a) {
+  switch (type) {
+    case cuda::ElemType::kFloat:
+      return run_layout<Op, float>(layout, a...);
+    case cuda::ElemType::kDouble:
+      return run_layout<Op, double>(layout, a...);
+    case cuda::ElemType::kHalf:
+      return run_layout<Op, __half>(layout, a...);
+    case cuda::ElemType::kBFloat16:
+      return run_layout<Op, __nv_bfloat16>(layout, a...);
+  }
+  return static_cast<int>(cudaErrorInvalidValue);
+}
+
+template <typename T, int Layout>
+struct CheckOp {
+  static int run(bool adam) { return check_typed<T, Layout>(adam); }
+};
+template <typename T, int Layout>
+struct SgdOp {
+  static int run(const cuda::UpdateTensor* t, int64_t n, const cuda::UpdateCall& c) {
+    return sgd_typed<T, Layout>(t, n, c);
+  }
+};
+template <typename T, int Layout>
+struct AdamOp {
+  static int run(const cuda::UpdateTensor* t, int64_t n, const cuda::UpdateCall& c) {
+    return adam_typed<T, Layout>(t, n, c);
+  }
+};
+
 }  // namespace
 
 namespace cuda {
 
-int check_update_kernels(ElemType type, bool adam) {
-  switch (type) {
-    case ElemType::kFloat:
-      return check_typed<float>(adam);
-    case ElemType::kDouble:
-      return check_typed<double>(adam);
-    case ElemType::kHalf:
-      return check_typed<__half>(adam);
-    case ElemType::kBFloat16:
-      return check_typed<__nv_bfloat16>(adam);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+int kernel_arg_layout() {
+#if FUSEDLR_HAS_LARGE_ARGS
+  if (!classic_args_forced() && FUSEDLR_DEVICE_TAKES_LARGE_ARGS()) return mt::kLargeArgs;
+#endif
+  return mt::kClassicArgs;
+}
+
+bool large_args_compiled() { return FUSEDLR_HAS_LARGE_ARGS != 0; }
+
+int check_update_kernels(ElemType type, bool adam, int layout) {
+  return run_typed<CheckOp>(type, layout, adam);
 }
 
 int launch_sgd_update(ElemType type, const UpdateTensor* tensors, int64_t n,
                       const UpdateCall& call) {
-  switch (type) {
-    case ElemType::kFloat:
-      return sgd_typed<float>(tensors, n, call);
-    case ElemType::kDouble:
-      return sgd_typed<double>(tensors, n, call);
-    case ElemType::kHalf:
-      return sgd_typed<__half>(tensors, n, call);
-    case ElemType::kBFloat16:
-      return sgd_typed<__nv_bfloat16>(tensors, n, call);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return run_typed<SgdOp>(type, call.arg_layout, tensors, n, call);
 }
 
 int launch_adam_update(ElemType type, const UpdateTensor* tensors, int64_t n,
                        const UpdateCall& call) {
-  switch (type) {
-    case ElemType::kFloat:
-      return adam_typed<float>(tensors, n, call);
-    case ElemType::kDouble:
-      return adam_typed<double>(tensors, n, call);
-    case ElemType::kHalf:
-      return adam_typed<__half>(tensors, n, call);
-    case ElemType::kBFloat16:
-      return adam_typed<__nv_bfloat16>(tensors, n, call);
-  }
-  return static_cast<int>(cudaErrorInvalidValue);
+  return run_typed<AdamOp>(type, call.arg_layout, tensors, n, call);
 }
 
 int launch_step_increment(float* const* steps, const int32_t* groups, const uint8_t* has_state,
                           int64_t n, bool sgd, const UpdateCall& call) {
-  const mt::UpdateArgs args = args_of(call);
-  const auto stream = static_cast<cudaStream_t>(call.stream);
-  cudaError_t err = cudaSuccess;
-  mt::build_step_plan(steps, groups, has_state, n, [&](const mt::StepMeta& meta) {
-    if (err != cudaSuccess) return;
-    const int blocks = (meta.count + mt::kStepThreads - 1) / mt::kStepThreads;
-    err = FUSEDLR_LAUNCH(step_kernel, blocks, mt::kStepThreads, 0, stream, meta, args, sgd);
-  });
-  return static_cast<int>(err);
+#if FUSEDLR_HAS_LARGE_ARGS
+  if (call.arg_layout == mt::kLargeArgs) {
+    return step_typed<mt::kLargeArgs>(steps, groups, has_state, n, sgd, call);
+  }
+#endif
+  if (call.arg_layout != mt::kClassicArgs) return static_cast<int>(cudaErrorInvalidValue);
+  return step_typed<mt::kClassicArgs>(steps, groups, has_state, n, sgd, call);
 }
 
 int launch_eval_schedule(const double* program, const double* hparams, const double* lr_scale,

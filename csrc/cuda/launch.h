@@ -39,7 +39,17 @@ struct UpdateCall {
   const float* grad_scale;  // null: none
   const float* found_inf;   // null: none
   void* stream;             // cudaStream_t
+  int arg_layout;           // mt::ArgLayout: 0 = classic 4 KB kernel arguments, 1 = 32 KB
 };
+
+// The kernel-argument layout for launches on the current device: 1 (32 KB: 8x as many tensors
+// per launch) when this build's toolkit has it (CUDA 12.1+) and the device and driver take it
+// (compute capability >= 7.0, driver >= 12.1), else 0 (the classic 4 KB). FUSEDLR_KERNEL_ARGS=
+// classic in the environment (read once) forces 0. Cached per device.
+int kernel_arg_layout();
+
+// Whether this build has the 32 KB layout's kernels (toolkit CUDA 12.1 or newer).
+bool large_args_compiled();
 
 // Update kernels over n tensors of one element type (states: float for
 // float/half/bfloat16 params, double for double). Steps are only read.
@@ -49,12 +59,12 @@ int launch_adam_update(ElemType type, const UpdateTensor* tensors, int64_t n,
                        const UpdateCall& call);
 
 // Checks, before a call's first launch, that the update kernel of `type` (Adam when
-// `adam`, else SGD) and the step kernel can be launched on the current device:
+// `adam`, else SGD) and the step kernel, in `arg_layout`, can be launched on the current device:
 // cudaFuncGetAttributes loads them, so a missing kernel image or a failed PTX JIT shows
 // here, and their thread limit must admit the launch shape. The launchers check every
 // element type of a call first, so a call refused for these reasons launched nothing.
 // Clears the error it reports (it is not sticky). 0 = success.
-int check_update_kernels(ElemType type, bool adam);
+int check_update_kernels(ElemType type, bool adam, int arg_layout);
 
 // Advances the steps of n tensors after every update launch of the call
 // (SGD: only where has_state[i] and the group's momentum is nonzero).

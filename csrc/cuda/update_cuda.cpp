@@ -56,7 +56,7 @@ const float* ptr_of(const std::optional<at::Tensor>& t) {
 // stay queued and the op raises.
 template <typename Launch>
 void launch_by_type(const char* op, const BucketView& view,
-                    const std::vector<cuda::UpdateTensor>& tensors, bool adam,
+                    const std::vector<cuda::UpdateTensor>& tensors, bool adam, int arg_layout,
                     const Launch& launch) {
   const int64_t n = static_cast<int64_t>(tensors.size());
   if (n == 0) return;
@@ -64,7 +64,7 @@ void launch_by_type(const char* op, const BucketView& view,
   bool uniform = true;
   for (int64_t i = 0; i < n; ++i) uniform = uniform && view.params[i]->scalar_type() == first;
   if (uniform) {
-    check_cuda(op, cuda::check_update_kernels(elem_type_of(first), adam));
+    check_cuda(op, cuda::check_update_kernels(elem_type_of(first), adam, arg_layout));
     check_cuda(op, launch(elem_type_of(first), tensors.data(), n));
     return;
   }
@@ -76,7 +76,7 @@ void launch_by_type(const char* op, const BucketView& view,
       if (view.params[i]->scalar_type() == t) subset.push_back(tensors[i]);
     }
     if (subset.empty()) continue;
-    check_cuda(op, cuda::check_update_kernels(elem_type_of(t), adam));
+    check_cuda(op, cuda::check_update_kernels(elem_type_of(t), adam, arg_layout));
     subsets.push_back(std::move(subset));
     types.push_back(t);
   }
@@ -105,6 +105,7 @@ Prepared prepare(const char* op, const at::Tensor& hparams, const at::Tensor& gr
   p.call.grad_scale = ptr_of(p.scale);
   p.call.found_inf = ptr_of(p.inf);
   p.call.stream = rt::getCurrentCUDAStream(device.index()).stream();
+  p.call.arg_layout = cuda::kernel_arg_layout();  // under the device guard: this device's
   return p;
 }
 
@@ -179,7 +180,7 @@ void sgd_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList
     t.group = static_cast<int32_t>(mt[2 * i]);
     has_state[i] = slot >= 0 ? 1 : 0;
   }
-  launch_by_type(op, view, tensors, /*adam=*/false,
+  launch_by_type(op, view, tensors, /*adam=*/false, prep.call.arg_layout,
                  [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
                    return cuda::launch_sgd_update(type, ts, count, prep.call);
                  });
@@ -214,7 +215,7 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
     t.step = steps[i].data_ptr<float>();
     t.group = static_cast<int32_t>(mt[2 * i]);
   }
-  launch_by_type(op, view, tensors, /*adam=*/true,
+  launch_by_type(op, view, tensors, /*adam=*/true, prep.call.arg_layout,
                  [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
                    return cuda::launch_adam_update(type, ts, count, prep.call);
                  });

@@ -6,10 +6,12 @@
 //       the CUDA launchers (eval_schedule_cuda, ..., schedule_free_swap_cuda) on CPU tensors:
 //       argument checks, pointer tables, type switch, launches, error checks;
 //   fusedlr_fake_cuda::reset(stream, fail_at, fail_code, attribute_error, max_threads_per_block,
-//                            attribute_fail_at)
+//                            attribute_fail_at, max_param_bytes, large_args)
 //       clears the records, sets the current stream, makes launch number fail_at (0-based, -1:
 //       none) return fail_code, and kernel-attribute queries (check_update_kernels) from number
 //       attribute_fail_at on return attribute_error (0: none); all report max_threads_per_block;
+//       launches whose parameters pass max_param_bytes fail as the runtime's do; large_args is
+//       what the device answers when asked for 32 KB kernel arguments (kernel_arg_layout);
 //   fusedlr_fake_cuda::launches() -> int[]
 //       one row of kLaunchFields per launch: kernel id, grid xyz, block xyz, smem, stream,
 //       parameter bytes, result (kernel ids: 0 sgd, 1 adam, 2 step, 3 eval,
@@ -27,19 +29,31 @@ namespace {
 
 constexpr int kLaunchFields = 11;
 
-int64_t kernel_id(const std::string& name) {
-  if (name.rfind("sgd_kernel", 0) == 0) return 0;
-  if (name.rfind("adam_kernel", 0) == 0) return 1;
-  if (name == "step_kernel") return 2;
-  if (name == "eval_schedule_kernel") return 3;
-  if (name.rfind("schedule_free_kernel", 0) == 0) return 4;
-  if (name == "schedule_free_prepare_kernel") return 5;
+// The kernel of a launch, from its expression: "adam_kernel<T, Layout>", "(sgd_kernel<T, L>)",
+// "step_kernel<Layout>", ...
+int64_t kernel_id(const std::string& expr) {
+  const std::string name = expr.substr(expr.find_first_not_of('('));
+  const auto is = [&](const char* kernel) {
+    const std::string k = kernel;
+    return name.compare(0, k.size(), k) == 0 &&
+           (name.size() == k.size() || name[k.size()] == '<' || name[k.size()] == ')');
+  };
+  if (is("sgd_kernel")) return 0;
+  if (is("adam_kernel")) return 1;
+  if (is("step_kernel")) return 2;
+  if (is("eval_schedule_kernel")) return 3;
+  if (is("schedule_free_kernel")) return 4;
+  if (is("schedule_free_prepare_kernel")) return 5;
   return -1;
 }
 
 void fake_cuda_reset(int64_t stream, int64_t fail_at, int64_t fail_code, int64_t attribute_error,
-                     int64_t max_threads_per_block, int64_t attribute_fail_at) {
+                     int64_t max_threads_per_block, int64_t attribute_fail_at,
+                     int64_t max_param_bytes, bool large_args) {
   fake_cuda::State& s = fake_cuda::state();
+  TORCH_CHECK(max_param_bytes > 0, "reset: max_param_bytes must be > 0, got ", max_param_bytes);
+  s.max_param_bytes = static_cast<size_t>(max_param_bytes);
+  s.large_args = large_args;
   s.launches.clear();
   s.guards = 0;
   s.attribute_queries = 0;
@@ -107,7 +121,8 @@ TORCH_LIBRARY(fusedlr_fake_cuda, m) {
       &schedule_free_swap_cuda);
   m.def(
       "reset(int stream, int fail_at, int fail_code, int attribute_error=0, "
-      "int max_threads_per_block=1024, int attribute_fail_at=0) -> ()",
+      "int max_threads_per_block=1024, int attribute_fail_at=0, int max_param_bytes=32764, "
+      "bool large_args=True) -> ()",
       &fake_cuda_reset);
   m.def("launches() -> int[]", &fake_cuda_launches);
   m.def("counters() -> int[]", &fake_cuda_counters);

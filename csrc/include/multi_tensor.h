@@ -43,11 +43,22 @@ FUSEDLR_MT_BEGIN
 constexpr int64_t kChunkSize = 65536;  // elements per (tensor, chunk) block
 constexpr int kILP = 4;                // elements per thread per iteration
 constexpr int kVectorAlign = 16;       // bytes: every pointer of a tensor, for the vector path
-constexpr int kMaxBlocks = 320;        // (tensor, chunk) pairs per launch
+constexpr int kMaxBlocks = 320;        // (tensor, chunk) pairs per launch, classic layout
 constexpr int kBlockThreads = 512;     // threads per block of the update kernels
-constexpr int kStepTensors = 256;      // tensors per step-increment launch
+constexpr int kStepTensors = 256;      // tensors per step-increment launch, classic layout
 constexpr int kStepThreads = 256;      // threads per block of the step-increment kernel
 constexpr int kEvalThreads = 64;       // threads per block of the schedule-eval kernel
+
+// Kernel-argument layouts. kClassicArgs fits the classic 4 KB parameter limit, which every
+// toolkit and device has; kLargeArgs fits the 32 KB (32764-byte) limit of CUDA 12.1+ on Volta and
+// newer (compute capability >= 7.0, driver >= 12.1), 8x as many tensors per launch. The launcher
+// picks kLargeArgs when both the toolkit it was compiled with and the device and driver it runs on
+// allow it (csrc/cuda/kernels.cu, kernel_arg_layout); kClassicArgs is the fallback.
+enum ArgLayout : int { kClassicArgs = 0, kLargeArgs = 1 };
+constexpr int kClassicParamBytes = 4000;  // what a classic-layout kernel argument may take
+constexpr int kLargeParamBytes = 32000;   // what a large-layout one may take (limit: 32764)
+constexpr int kLargeMaxBlocks = 1280;     // (tensor, chunk) pairs per launch, large layout
+constexpr int kLargeStepTensors = 2304;   // tensors per step-increment launch, large layout
 
 // Tensors per launch by pointer depth, chosen so that the kernel argument
 // (metadata + UpdateArgs) stays below the classic 4 KB parameter limit.
@@ -62,6 +73,32 @@ struct DepthTraits<3> {
 template <>
 struct DepthTraits<5> {
   static constexpr int kMaxTensors = 36;
+};
+
+// The same for the 32 KB layout (block_to_tensor is then uint16).
+template <int Depth>
+struct LargeDepthTraits;
+template <>
+struct LargeDepthTraits<3> {
+  static constexpr int kMaxTensors = 512;
+};
+template <>
+struct LargeDepthTraits<5> {
+  static constexpr int kMaxTensors = 384;
+};
+
+// Capacity of a metadata block by depth and layout.
+template <int Depth, int Layout>
+struct MetaCapacity {
+  static constexpr int kMaxTensors = DepthTraits<Depth>::kMaxTensors;
+  static constexpr int kMaxBlocks = mt::kMaxBlocks;
+  using BlockTensor = uint8_t;
+};
+template <int Depth>
+struct MetaCapacity<Depth, kLargeArgs> {
+  static constexpr int kMaxTensors = LargeDepthTraits<Depth>::kMaxTensors;
+  static constexpr int kMaxBlocks = kLargeMaxBlocks;
+  using BlockTensor = uint16_t;
 };
 
 // Conversion between a param element and its opmath type. Specialised for
@@ -83,16 +120,19 @@ struct ElemTraits<double> {
 
 // Per-launch metadata, passed by value as the kernel argument. Pointer k of
 // tensor t is addresses[k][t]; unused optional state pointers are null.
-template <int Depth>
+template <int Depth, int Layout = kClassicArgs>
 struct TensorListMeta {
+  using Capacity = MetaCapacity<Depth, Layout>;
   static constexpr int kDepth = Depth;
-  static constexpr int kMaxTensors = DepthTraits<Depth>::kMaxTensors;
+  static constexpr int kLayout = Layout;
+  static constexpr int kMaxTensors = Capacity::kMaxTensors;
+  static constexpr int kMaxBlocks = Capacity::kMaxBlocks;
   void* addresses[Depth][kMaxTensors];
   int64_t numel[kMaxTensors];
   float* step[kMaxTensors];  // the tensor's step count (read only by the update)
   int32_t group[kMaxTensors];
   uint8_t aligned[kMaxTensors];  // all pointers of the tensor are kVectorAlign-aligned
-  uint8_t block_to_tensor[kMaxBlocks];
+  typename Capacity::BlockTensor block_to_tensor[kMaxBlocks];
   int32_t block_to_chunk[kMaxBlocks];
 };
 
@@ -105,18 +145,40 @@ struct UpdateArgs {
 };
 
 // Metadata of one step-increment launch: thread i advances tensor i's step.
-struct StepMeta {
-  float* step[kStepTensors];
-  int32_t group[kStepTensors];
-  uint8_t has_state[kStepTensors];  // SGD: a momentum buffer exists
+template <int Layout = kClassicArgs>
+struct StepMetaT {
+  static constexpr int kLayout = Layout;
+  static constexpr int kMaxSteps = Layout == kLargeArgs ? kLargeStepTensors : kStepTensors;
+  float* step[kMaxSteps];
+  int32_t group[kMaxSteps];
+  uint8_t has_state[kMaxSteps];  // SGD: a momentum buffer exists
   int32_t count;
 };
+using StepMeta = StepMetaT<kClassicArgs>;
 
-static_assert(sizeof(TensorListMeta<3>) + sizeof(UpdateArgs) <= 4000, "kernel argument > 4 KB");
-static_assert(sizeof(TensorListMeta<5>) + sizeof(UpdateArgs) <= 4000, "kernel argument > 4 KB");
-static_assert(sizeof(StepMeta) + sizeof(UpdateArgs) + 8 <= 4000, "kernel argument > 4 KB");
+// The kernels' parameter lists: (meta, UpdateArgs) and (StepMeta, UpdateArgs, bool).
+template <typename Meta>
+constexpr int update_param_bytes() {
+  return static_cast<int>(sizeof(Meta) + sizeof(UpdateArgs));
+}
+template <typename Meta>
+constexpr int step_param_bytes() {
+  return static_cast<int>(sizeof(Meta) + sizeof(UpdateArgs) + 8);
+}
+static_assert(update_param_bytes<TensorListMeta<3>>() <= kClassicParamBytes, "kernel arg > 4 KB");
+static_assert(update_param_bytes<TensorListMeta<5>>() <= kClassicParamBytes, "kernel arg > 4 KB");
+static_assert(step_param_bytes<StepMeta>() <= kClassicParamBytes, "kernel argument > 4 KB");
+static_assert(update_param_bytes<TensorListMeta<3, kLargeArgs>>() <= kLargeParamBytes,
+              "kernel argument > 32 KB");
+static_assert(update_param_bytes<TensorListMeta<5, kLargeArgs>>() <= kLargeParamBytes,
+              "kernel argument > 32 KB");
+static_assert(step_param_bytes<StepMetaT<kLargeArgs>>() <= kLargeParamBytes,
+              "kernel argument > 32 KB");
 static_assert(DepthTraits<3>::kMaxTensors <= 256 && DepthTraits<5>::kMaxTensors <= 256,
-              "block_to_tensor is uint8");
+              "block_to_tensor is uint8 in the classic layout");
+static_assert(LargeDepthTraits<3>::kMaxTensors <= 65536 &&
+                  LargeDepthTraits<5>::kMaxTensors <= 65536,
+              "block_to_tensor is uint16 in the large layout");
 
 // ---------------------------------------------------------------------------------------------
 // Host side: the launch plan.
@@ -138,12 +200,13 @@ inline bool is_aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % 
 // chunks do not fit continues as tensor 0 of the next launch. Empty tensors
 // get no block. Chunk indices are int32 (a tensor may have 2^31 chunks, i.e.
 // 2^47 elements); element offsets are int64.
-template <int Depth, typename Emit>
+template <int Depth, int Layout = kClassicArgs, typename Emit>
 void build_plan(const TensorEntry<Depth>* tensors, int64_t n, int max_tensors, int max_blocks,
                 const Emit& emit) {
-  using Meta = TensorListMeta<Depth>;
+  using Meta = TensorListMeta<Depth, Layout>;
+  using BlockTensor = typename Meta::Capacity::BlockTensor;
   if (max_tensors < 1 || max_tensors > Meta::kMaxTensors) max_tensors = Meta::kMaxTensors;
-  if (max_blocks < 1 || max_blocks > kMaxBlocks) max_blocks = kMaxBlocks;
+  if (max_blocks < 1 || max_blocks > Meta::kMaxBlocks) max_blocks = Meta::kMaxBlocks;
   int64_t last = -1;  // the last tensor that has elements
   for (int64_t i = 0; i < n; ++i) {
     if (tensors[i].numel > 0) last = i;
@@ -169,7 +232,7 @@ void build_plan(const TensorEntry<Depth>* tensors, int64_t n, int max_tensors, i
     add_tensor(e);
     const int64_t chunks = (e.numel + kChunkSize - 1) / kChunkSize;
     for (int64_t c = 0; c < chunks; ++c) {
-      meta.block_to_tensor[loc_block] = static_cast<uint8_t>(loc_tensor - 1);
+      meta.block_to_tensor[loc_block] = static_cast<BlockTensor>(loc_tensor - 1);
       meta.block_to_chunk[loc_block] = static_cast<int32_t>(c);
       ++loc_block;
       const bool last_chunk = c == chunks - 1;
@@ -185,20 +248,22 @@ void build_plan(const TensorEntry<Depth>* tensors, int64_t n, int max_tensors, i
   }
 }
 
-// Calls emit(meta) for each step-increment launch of `n` tensors.
-template <typename Emit>
+// Calls emit(meta) for each step-increment launch of `n` tensors (StepMetaT<Layout>::kMaxSteps
+// a launch: 256 in the classic layout, 2304 in the large one).
+template <int Layout = kClassicArgs, typename Emit>
 void build_step_plan(float* const* steps, const int32_t* groups, const uint8_t* has_state,
                      int64_t n, const Emit& emit) {
+  using Meta = StepMetaT<Layout>;
   // Zero-initialised, and again after each launch: the slots past `count` are never read,
   // but the whole struct is the kernel argument, so no uninitialised byte is copied.
-  StepMeta meta{};
+  Meta meta{};
   for (int64_t i = 0; i < n; ++i) {
     meta.step[meta.count] = steps[i];
     meta.group[meta.count] = groups[i];
     meta.has_state[meta.count] = has_state[i];
-    if (++meta.count == kStepTensors || i == n - 1) {
+    if (++meta.count == Meta::kMaxSteps || i == n - 1) {
       emit(meta);
-      meta = StepMeta{};
+      meta = Meta{};
     }
   }
 }
@@ -317,9 +382,9 @@ FUSEDLR_INLINE void for_chunk(bool aligned, int n, int thread, int block_dim, co
 }
 
 // SGD update of one (tensor, chunk) block. T is the param type.
-template <typename T>
-FUSEDLR_INLINE void sgd_block(const TensorListMeta<3>& meta, const UpdateArgs& args, int block,
-                              int thread, int block_dim) {
+template <typename T, int Layout = kClassicArgs>
+FUSEDLR_INLINE void sgd_block(const TensorListMeta<3, Layout>& meta, const UpdateArgs& args,
+                              int block, int thread, int block_dim) {
   using O = typename ElemTraits<T>::Opmath;
   if (skip_update(args)) return;
   const ChunkSpan span = chunk_span(meta, block);
@@ -376,9 +441,9 @@ FUSEDLR_INLINE void sgd_block(const TensorListMeta<3>& meta, const UpdateArgs& a
 }
 
 // Adam / AdamW update of one (tensor, chunk) block. T is the param type.
-template <typename T>
-FUSEDLR_INLINE void adam_block(const TensorListMeta<5>& meta, const UpdateArgs& args, int block,
-                               int thread, int block_dim) {
+template <typename T, int Layout = kClassicArgs>
+FUSEDLR_INLINE void adam_block(const TensorListMeta<5, Layout>& meta, const UpdateArgs& args,
+                               int block, int thread, int block_dim) {
   using O = typename ElemTraits<T>::Opmath;
   if (skip_update(args)) return;
   const ChunkSpan span = chunk_span(meta, block);
@@ -445,8 +510,9 @@ FUSEDLR_INLINE void adam_block(const TensorListMeta<5>& meta, const UpdateArgs& 
 // no update block reads a step another block already advanced. Adam advances
 // every step; SGD only the steps of tensors whose momentum buffer was updated
 // (momentum != 0 and a buffer exists), as the CPU op does.
-FUSEDLR_INLINE void step_block(const StepMeta& meta, const UpdateArgs& args, bool sgd, int block,
-                               int thread, int block_dim) {
+template <int Layout = kClassicArgs>
+FUSEDLR_INLINE void step_block(const StepMetaT<Layout>& meta, const UpdateArgs& args, bool sgd,
+                               int block, int thread, int block_dim) {
   const int i = block * block_dim + thread;
   if (i >= meta.count || skip_update(args)) return;
   if (sgd) {

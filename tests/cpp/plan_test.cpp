@@ -10,7 +10,8 @@
 // into every launch it appears in, a tensor continuing into the next launch is its tensor 0, and
 // the vector path's 16-byte precondition holds at the start of every chunk of an aligned tensor.
 // It also checks that for_chunk visits every element of a chunk exactly once, for every layout,
-// and that the step plan gives every step pointer exactly one slot.
+// and that the step plan gives every step pointer exactly one slot; both kernel-argument layouts
+// (the classic 4 KB one and the 32 KB one).
 // Prints "ok: ..." and exits 0, or prints the first failure and exits 1 (the checks do not
 // depend on NDEBUG).
 #include <cstdint>
@@ -29,6 +30,9 @@ using namespace fusedlr::mt;
 static_assert(std::is_trivially_copyable<TensorListMeta<3>>::value, "kernel argument");
 static_assert(std::is_trivially_copyable<TensorListMeta<5>>::value, "kernel argument");
 static_assert(std::is_trivially_copyable<StepMeta>::value, "kernel argument");
+static_assert(std::is_trivially_copyable<TensorListMeta<3, kLargeArgs>>::value, "kernel argument");
+static_assert(std::is_trivially_copyable<TensorListMeta<5, kLargeArgs>>::value, "kernel argument");
+static_assert(std::is_trivially_copyable<StepMetaT<kLargeArgs>>::value, "kernel argument");
 static_assert(kChunkSize % kILP == 0, "chunk starts keep ILP groups whole");
 static_assert((kChunkSize * 2) % kVectorAlign == 0, "chunk starts keep 16-bit tensors aligned");
 
@@ -61,10 +65,10 @@ struct Stats {
   int64_t huge_tensors = 0;
 };
 
-template <int D>
+template <int D, int Layout = kClassicArgs>
 void check_plan(std::mt19937_64& rng, int n, int max_t, int max_b, bool huge, int elem_size,
                 Stats& stats) {
-  using Meta = TensorListMeta<D>;
+  using Meta = TensorListMeta<D, Layout>;
   std::vector<TensorEntry<D>> ts(n);
   std::vector<float> steps(n);
   std::vector<int64_t> chunks(n);
@@ -85,11 +89,11 @@ void check_plan(std::mt19937_64& rng, int n, int max_t, int max_b, bool huge, in
     first_pair[i + 1] = first_pair[i] + chunks[i];
   }
   const int lim_t = (max_t < 1 || max_t > Meta::kMaxTensors) ? Meta::kMaxTensors : max_t;
-  const int lim_b = (max_b < 1 || max_b > kMaxBlocks) ? kMaxBlocks : max_b;
+  const int lim_b = (max_b < 1 || max_b > Meta::kMaxBlocks) ? Meta::kMaxBlocks : max_b;
   std::vector<uint8_t> seen(static_cast<size_t>(first_pair[n]), 0);
   int64_t last_pair = -1;  // emission order must follow (tensor, chunk) order
   int64_t open_src = -1;   // a tensor whose chunks were cut by the previous launch
-  build_plan<D>(ts.data(), n, max_t, max_b, [&](const Meta& m, int blocks) {
+  build_plan<D, Layout>(ts.data(), n, max_t, max_b, [&](const Meta& m, int blocks) {
     ++stats.launches;
     stats.blocks += blocks;
     CHECK(blocks >= 1 && blocks <= lim_b, "blocks %d limit %d", blocks, lim_b);
@@ -172,9 +176,12 @@ void check_for_chunk() {
   }
 }
 
+template <int Layout>
 void check_step_plan(std::mt19937_64& rng) {
+  using Meta = StepMetaT<Layout>;
+  constexpr int kPer = Meta::kMaxSteps;
   for (int it = 0; it < 200; ++it) {
-    const int n = static_cast<int>(rng() % (3 * kStepTensors + 2));
+    const int n = static_cast<int>(rng() % (3 * kPer + 2));
     std::vector<float> steps(n);
     std::vector<float*> ptrs(n);
     std::vector<int32_t> groups(n);
@@ -186,9 +193,9 @@ void check_step_plan(std::mt19937_64& rng) {
     }
     std::vector<int> hit(n, 0);
     int launches = 0;
-    build_step_plan(ptrs.data(), groups.data(), has.data(), n, [&](const StepMeta& m) {
+    build_step_plan<Layout>(ptrs.data(), groups.data(), has.data(), n, [&](const Meta& m) {
       ++launches;
-      CHECK(m.count >= 1 && m.count <= kStepTensors, "step launch of %d", m.count);
+      CHECK(m.count >= 1 && m.count <= kPer, "step launch of %d", m.count);
       for (int j = 0; j < m.count; ++j) {
         const int64_t i = m.step[j] - steps.data();
         CHECK(i >= 0 && i < n, "step pointer");
@@ -196,8 +203,7 @@ void check_step_plan(std::mt19937_64& rng) {
         hit[i]++;
       }
     });
-    CHECK(launches == (n + kStepTensors - 1) / kStepTensors, "%d step launches for %d", launches,
-          n);
+    CHECK(launches == (n + kPer - 1) / kPer, "%d step launches for %d", launches, n);
     for (int i = 0; i < n; ++i) CHECK(hit[i] == 1, "step %d in %d slots", i, hit[i]);
   }
 }
@@ -217,12 +223,20 @@ int main(int argc, char** argv) {
     const int elem = 2 << (rng() % 3);  // 2, 4 or 8 bytes
     check_plan<3>(rng, n, max_t, max_b, huge, elem, stats);
     check_plan<5>(rng, n, max_t, max_b, huge, elem, stats);
+    if (it % 4 == 0) {  // the 32 KB layout: capacities 512 / 384 tensors, 1280 blocks
+      const int big_n = 1 + static_cast<int>(rng() % (it % 40 == 0 ? 2000 : 700));
+      const int big_t = it % 8 == 0 ? 0 : static_cast<int>(rng() % 600);
+      const int big_b = it % 12 == 0 ? 0 : static_cast<int>(rng() % 1500);
+      check_plan<3, kLargeArgs>(rng, big_n, big_t, big_b, huge, elem, stats);
+      check_plan<5, kLargeArgs>(rng, big_n, big_t, big_b, huge, elem, stats);
+    }
   }
   // A few more buckets with tensors past 2^31 elements: int32 chunk counts, int64 starts.
   for (int it = 0; it < 3; ++it) check_plan<5>(rng, 5, 0, 0, true, 2, stats);
   CHECK(stats.huge_tensors > 0, "no tensor past 2^31 elements was generated");
   check_for_chunk();
-  check_step_plan(rng);
+  check_step_plan<kClassicArgs>(rng);
+  check_step_plan<kLargeArgs>(rng);
   std::printf("ok: %lld plans, %lld launches, %lld blocks, %lld tensors past 2^31 elements\n",
               (long long)stats.plans, (long long)stats.launches, (long long)stats.blocks,
               (long long)stats.huge_tensors);
