@@ -10,6 +10,7 @@
 
 #include "cpu/kernel_table.h"
 #include "eager_bucket.h"
+#include "eager_schedule_free.h"
 #ifdef FUSEDLR_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
 
@@ -88,4 +89,5 @@ PYBIND11_MODULE(_C, m) {
       "cpu_isa", [] { return std::string(fusedlr::cpu_kernels().isa); },
       "The vector ISA of the CPU kernels chosen on this machine.");
   fusedlr::bind_eager_bucket(m);
+  fusedlr::bind_eager_schedule_free(m);
 }

@@ -36,10 +36,17 @@ inline void check_schedule_free_program(const char* op, const at::Tensor& progra
 
 // The tensors of one schedule-free call. grads: one per param for an update, none for a
 // train/eval switch; exp_avg_sqs: one per param (AdamW) or none (SGD, switches).
-inline void check_schedule_free_tensors(const char* op, at::TensorList params, at::TensorList grads,
-                                        at::TensorList zs, at::TensorList exp_avg_sqs,
-                                        const at::Tensor& groups, const at::Tensor& hparams,
-                                        const at::Tensor* state) {
+// visit(i) runs after tensor i passed its checks (while its tensors are in cache): the CPU op
+// reads its pointers there.
+struct NoVisit {
+  void operator()(int64_t) const {}
+};
+
+template <typename Visit = NoVisit>
+void check_schedule_free_tensors(const char* op, at::TensorList params, at::TensorList grads,
+                                 at::TensorList zs, at::TensorList exp_avg_sqs,
+                                 const at::Tensor& groups, const at::Tensor& hparams,
+                                 const at::Tensor* state, const Visit& visit = Visit()) {
   check_schedule_free_rows(op, hparams, state);
   const int64_t n = static_cast<int64_t>(params.size());
   const int64_t ng = static_cast<int64_t>(grads.size());
@@ -76,15 +83,18 @@ inline void check_schedule_free_tensors(const char* op, at::TensorList params, a
     same("zs", zs[i]);
     if (ng == n) same("grads", grads[i]);
     if (nv == n) same("exp_avg_sqs", exp_avg_sqs[i]);
+    visit(i);
   }
 }
 
 // Everything the update op checks (CPU and CUDA alike), before any write.
-inline void check_schedule_free_update(const char* op, at::TensorList params, at::TensorList grads,
-                                       at::TensorList zs, at::TensorList exp_avg_sqs,
-                                       const at::Tensor& groups, const at::Tensor& program,
-                                       const at::Tensor& hparams, const at::Tensor& state) {
-  check_schedule_free_tensors(op, params, grads, zs, exp_avg_sqs, groups, hparams, &state);
+template <typename Visit = NoVisit>
+void check_schedule_free_update(const char* op, at::TensorList params, at::TensorList grads,
+                                at::TensorList zs, at::TensorList exp_avg_sqs,
+                                const at::Tensor& groups, const at::Tensor& program,
+                                const at::Tensor& hparams, const at::Tensor& state,
+                                const Visit& visit = Visit()) {
+  check_schedule_free_tensors(op, params, grads, zs, exp_avg_sqs, groups, hparams, &state, visit);
   check_schedule_free_program(op, program, hparams);
   TORCH_CHECK(grads.size() == params.size(), op, ": grads must have one tensor per param");
 }

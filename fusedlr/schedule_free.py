@@ -57,7 +57,7 @@ import numbers
 
 import torch
 
-from fusedlr import ops
+from fusedlr import _C, ops
 from fusedlr._arch_check import check_cuda_kernels
 from fusedlr._device_state import (
     BASE_LR,
@@ -70,6 +70,7 @@ from fusedlr._device_state import (
     STEPS_PER_EPOCH,
     WEIGHT_DECAY,
 )
+from fusedlr._step_hooks import hooked_step
 from fusedlr._validate import check_param, check_unique, group_params
 from fusedlr.schedules import ProgramBuilder, Schedule
 
@@ -284,7 +285,7 @@ class _ScheduleFreeOptimizer(torch.optim.Optimizer):
             self._calls[key] = call
         return call
 
-    @torch.no_grad()
+    @hooked_step  # torch's step hooks; a profiler range only while a profiler runs
     def step(self, closure=None):
         """One schedule-free step of every param with a grad: no host sync."""
         if not self.param_groups[0]["train_mode"]:
@@ -293,21 +294,37 @@ class _ScheduleFreeOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self._sync_groups()
+        with torch.no_grad():
+            self._sync_groups()
+        compiling = torch.compiler.is_compiling()
         for dev, ds in self._devices.items():
-            params, grads = [], []
-            for p in ds["params"]:
-                g = p.grad
-                if g is not None:
-                    params.append(p)
-                    grads.append(g)
-            if len(params) == len(ds["params"]):
-                params = ds["params"]
-            # The op checks every tensor before it writes anything (state included).
-            params, zs, vs, groups = self._call_for(dev, params)
-            ops.schedule_free_update_(params, grads, zs, vs, groups, ds["program"],
-                                      ds["hparams"], ds["state"])
+            native = None if compiling else self._calls.get(("native", dev))
+            # The C++ eager step (its op runs below autograd): every param had a grad.
+            if native is None or not native.step(ds["program"], ds["hparams"], ds["state"]):
+                with torch.no_grad():
+                    self._step_lists(dev, ds, compiling)
         return loss
+
+    def _step_lists(self, dev, ds, compiling: bool) -> None:
+        """The general step of one device: grads gathered in Python, lists passed to the op
+        (the first step, torch.compile, DTensors, and params without grads)."""
+        params, grads = [], []
+        for p in ds["params"]:
+            g = p.grad
+            if g is not None:
+                params.append(p)
+                grads.append(g)
+        full = len(params) == len(ds["params"])
+        if full:
+            params = ds["params"]
+        # The op checks every tensor before it writes anything (state included).
+        params, zs, vs, groups = self._call_for(dev, params)
+        ops.schedule_free_update_(params, grads, zs, vs, groups, ds["program"], ds["hparams"],
+                                  ds["state"])
+        if full and not compiling and params and not any(hasattr(p, "to_local") for p in params):
+            # Every param had a grad: later steps read the grads in C++ (EagerScheduleFree,
+            # csrc/eager_schedule_free.cpp) and call the same op. Dropped by _relayout.
+            self._calls[("native", dev)] = _C.EagerScheduleFree(params, zs, vs, groups)
 
     @torch.no_grad()
     def _switch(self, to_train: bool) -> None:
