@@ -15,9 +15,14 @@
 
 namespace fusedlr {
 
-// The bucket's params and grads as dense tensors. A non-contiguous param (or
-// grad) is processed through a contiguous copy that write_back() copies back.
-// Dense ones are borrowed from the op's arguments (no refcount traffic).
+// The bucket's params and grads as the kernels see them: a flat run of numel() elements from
+// data_ptr(), in the same order for a param, its grad and its state. A contiguous param, or a
+// dense non-overlapping one (channels_last, a transpose) whose state tensors have its strides
+// (allocated with preserve_format), is processed in place as flat memory; a grad whose strides
+// differ from its param's is read through a copy in the param's layout. Any other param (a
+// strided view with gaps, or state saved contiguous) is processed through a contiguous copy
+// that write_back() copies back, with contiguous state. Borrowed tensors are the op's
+// arguments (no refcount traffic).
 struct BucketView {
   std::vector<c10::MaybeOwned<at::Tensor>> params;
   std::vector<c10::MaybeOwned<at::Tensor>> grads;
@@ -120,25 +125,38 @@ inline BucketView check_bucket(const char* op, at::TensorList params, at::Tensor
     const at::Tensor& st = steps[i];
     TORCH_CHECK(st.scalar_type() == at::kFloat && st.numel() == 1 && st.device() == device, op,
                 ": steps[", i, "] must be a float32 scalar tensor on ", device);
+    // The layout the kernels use for this entry: the param's own when it is dense and every
+    // state tensor has its sizes and strides, else contiguous (the param through a copy).
+    const bool p_contiguous = p.is_contiguous();
+    bool in_place = p_contiguous || p.is_non_overlapping_and_dense();
+    const auto same_layout = [&](const at::Tensor& s) {
+      return p_contiguous ? s.is_contiguous()
+                          : s.sizes() == p.sizes() && s.strides() == p.strides();
+    };
+    for (size_t k = 0; k < last && in_place; ++k) in_place = same_layout(states[k].second[i]);
+    if (slot >= 0 && in_place) in_place = same_layout(slotted[slot]);
     const auto check_state = [&](const char* name, const at::Tensor& s, int64_t idx) {
       TORCH_CHECK(s.numel() == p.numel() && s.scalar_type() == state_dtype(dt) &&
-                      s.is_contiguous() && s.device() == device,
-                  op, ": ", name, "[", idx, "] must be a contiguous ", state_dtype(dt),
-                  " tensor of ", p.numel(), " elements on ", device, " (params[", i, "])");
+                      (s.is_contiguous() || (in_place && same_layout(s))) && s.device() == device,
+                  op, ": ", name, "[", idx, "] must be a ", state_dtype(dt), " tensor of ",
+                  p.numel(), " elements on ", device, ", contiguous or with the sizes and strides ",
+                  "of params[", i, "] (a dense param)");
     };
     for (size_t k = 0; k < last; ++k) check_state(states[k].first, states[k].second[i], i);
     if (slot >= 0) check_state(states.back().first, slotted[slot], slot);
-    if (p.is_contiguous()) {
+    if (in_place) {
       view.params.push_back(c10::MaybeOwned<at::Tensor>::borrowed(p));
     } else {
       view.param_copies.emplace_back(p, p.contiguous());
       view.params.push_back(
           c10::MaybeOwned<at::Tensor>::owned(at::Tensor(view.param_copies.back().second)));
     }
-    if (g.is_contiguous()) {
+    const at::Tensor& pv = *view.params.back();
+    const bool g_matches = pv.is_contiguous() ? g.is_contiguous() : g.strides() == pv.strides();
+    if (g_matches) {
       view.grads.push_back(c10::MaybeOwned<at::Tensor>::borrowed(g));
-    } else {
-      view.grad_copies.emplace_back(g, g.contiguous());
+    } else {  // in the layout the kernels use for the param (empty_like keeps a dense layout)
+      view.grad_copies.emplace_back(g, at::empty_like(pv).copy_(g));
       view.grads.push_back(
           c10::MaybeOwned<at::Tensor>::owned(at::Tensor(view.grad_copies.back().second)));
     }

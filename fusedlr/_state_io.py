@@ -185,8 +185,11 @@ def _load_param_state(opt, p: torch.Tensor, saved: dict) -> None:
         v = v.detach()
         if isinstance(state.get(k), torch.Tensor) and state[k].shape == p.shape:
             state[k].copy_(v)
-        else:
+        elif hasattr(p, "to_local"):  # a DTensor param: the saved DTensor, moved
             state[k] = v.to(device=p.device, dtype=dt, copy=True).contiguous()
+        else:  # in the param's layout when it is dense (as the optimizer allocates state)
+            state[k] = torch.empty_like(p.detach(), dtype=dt, memory_format=torch.preserve_format)
+            state[k].copy_(v)
     if opt._algorithm == "sgd" and "step" not in saved:
         # torch's SGD keeps no step: a saved buffer means momentum has started.
         has_buf = saved.get("momentum_buffer") is not None

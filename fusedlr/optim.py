@@ -99,8 +99,10 @@ def _local(t):
 
 
 def _zeros_for(p: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Contiguous zeros shaped (and, for a DTensor, sharded) like p."""
-    return torch.zeros_like(p, dtype=dtype, memory_format=torch.contiguous_format)
+    """Zeros shaped (and, for a DTensor, sharded) like p, in p's memory layout when p is dense
+    (channels_last, a transpose: the kernels then step p, its grad and this state in place as
+    flat memory), else contiguous (p is then stepped through a contiguous copy)."""
+    return torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
 
 
 class _Call:
@@ -308,7 +310,7 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
             if needs and state.get("max_exp_avg_sq") is None:
                 state["max_exp_avg_sq"] = _zeros_for(p, dt)
         if self.master_weights and p.dtype in _LOW_PRECISION and "master" not in state:
-            state["master"] = p.detach().to(torch.float32, memory_format=torch.contiguous_format,
+            state["master"] = p.detach().to(torch.float32, memory_format=torch.preserve_format,
                                             copy=True)
         return state
 
