@@ -9,6 +9,9 @@ TORCH_LIBRARY(fusedlr, m) {
       "eval_schedule_(Tensor program, Tensor hparams, Tensor lr_scale, Tensor counter, "
       "Tensor(a!) out) -> ()");
   // SGD update of every tensor of one (device, dtype) bucket. meta[i] = (group, buffer slot).
+  // grad_scale (one element): grads are divided by |grad_scale|; a positive one (a grad
+  // scaler's) also writes the divided grads back, a negative one (max_grad_norm's 1 / clip
+  // coefficient) does not. found_inf != 0: nothing is written.
   m.def(
       "sgd_update_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] momentum_buffers, "
       "Tensor(d!)[] steps, Tensor meta, Tensor hparams, Tensor group_lr, Tensor? grad_scale, "

@@ -54,6 +54,7 @@ import torch
 
 from fusedlr import _C, ops
 from fusedlr._arch_check import check_cuda_kernels
+from fusedlr._clip import GradClip, check_clip_args
 from fusedlr._device_state import (
     AMSGRAD,
     BASE_LR,
@@ -109,7 +110,7 @@ class _Call:
     """Cached op arguments for one subset (those with grads) of a bucket's params."""
 
     __slots__ = ("params", "lists", "steps", "meta", "sources", "grads32", "dtensor", "eager",
-                 "native")
+                 "native", "norm_buf", "norm_views")
 
     def __init__(self, params, lists, steps, meta):
         self.params = params
@@ -121,6 +122,8 @@ class _Call:
         self.dtensor = False  # DTensor params: grads are passed as their local shards
         self.eager = False  # the eager step may use the C++ EagerBucket (all params, plain)
         self.native = None  # that _C.EagerBucket, built by the first eager step
+        self.norm_buf = None  # max_grad_norm: the norm of each grad (fusedlr/_clip.py)
+        self.norm_views = None  # its elements, the out= of _foreach_norm
 
 
 class _Bucket:
@@ -139,15 +142,21 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
     _algorithm = ""  # "sgd" or "adam"
 
     def __init__(self, params, defaults, *, schedule, steps_per_epoch, skip_schedule_on_inf,
-                 master_weights=False):
+                 master_weights=False, max_grad_norm=None, norm_type=2.0, skip_nonfinite=False):
         defaults = dict(defaults, schedule=schedule, steps_per_epoch=steps_per_epoch)
         check_group(type(self).__name__, defaults, self._algorithm, name="defaults")
         if not isinstance(skip_schedule_on_inf, bool):
             raise TypeError(f"skip_schedule_on_inf must be a bool, got {skip_schedule_on_inf!r}")
         if not isinstance(master_weights, bool):
             raise TypeError(f"master_weights must be a bool, got {master_weights!r}")
+        check_clip_args(max_grad_norm, norm_type, skip_nonfinite)
         self.skip_schedule_on_inf = skip_schedule_on_inf
         self.master_weights = master_weights
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self.norm_type = float(norm_type)
+        self.skip_nonfinite = skip_nonfinite
+        self._clip = (GradClip(self.max_grad_norm, self.norm_type, skip_nonfinite)
+                      if max_grad_norm is not None or skip_nonfinite else None)
         self._grad32: dict = {}  # master_weights: param -> fp32 grad buffer
         self._ready = False
         self._devices: dict[torch.device, DeviceState] = {}
@@ -157,6 +166,21 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         super().__init__(params, defaults)
         self._relayout()
         self._ready = True
+
+    # -- clipping -------------------------------------------------------------------------------
+    @property
+    def last_grad_norm(self):
+        """With ``max_grad_norm`` or ``skip_nonfinite``: the total norm of the last step's grads
+        (of the unscaled grads under a grad scaler), a float64 device tensor updated in place by
+        every step (read it when logging: reading it is a sync); else None."""
+        return None if self._clip is None else self._clip.norm
+
+    @property
+    def skipped_steps(self):
+        """With ``skip_nonfinite``: the steps skipped for a non-finite grad norm (with a grad
+        scaler: its overflow steps), a float64 device tensor (a whole number) updated in place;
+        else None."""
+        return None if self._clip is None or not self.skip_nonfinite else self._clip.skipped
 
     # -- groups ---------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
@@ -382,11 +406,12 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         self._sync_groups()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
-        natives = None if torch.compiler.is_compiling() else self._gather_native()
+        natives = (None if torch.compiler.is_compiling() or self._clip is not None
+                   else self._gather_native())
         if natives is None:
             with torch.no_grad():
-                self._step_lists(grad_scale, found_inf)
-            self._host_note_step(found_inf)
+                found = self._step_lists(grad_scale, found_inf)
+            self._host_note_step(found)
             return loss
         # The C++ eager step, one call per device: its ops run below autograd, so no
         # grad-mode switch is needed.
@@ -399,7 +424,7 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         self._host_note_step(found_inf)
         return loss
 
-    def _step_lists(self, grad_scale, found_inf) -> None:
+    def _step_lists(self, grad_scale, found_inf):
         """The general step: grads gathered in Python, lists passed to the torch.ops ops (the
         torch.compile path, master weights, DTensors, and params without grads)."""
         gathered = [[p.grad for p in bucket.params] for bucket in self._buckets]
@@ -414,6 +439,8 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
             if call.params:
                 work.append((bucket, call, _prepare_grads(call, grads)))
 
+        if self._clip is not None:  # the norm pass: clip coefficient and non-finite flag
+            grad_scale, found_inf = self._clip.prepare(work, grad_scale, found_inf)
         for ds in self._devices.values():
             ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr)
         for bucket, call, grads in work:
@@ -429,6 +456,7 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
             if call.sources is not None:  # master_weights: round the fp32 masters to nearest
                 torch._foreach_copy_(call.sources, call.params)
         self._advance_counters(found_inf)
+        return found_inf
 
     def _gather_native(self):
         """[(device, EagerBucket)] with every bucket's grads read, when each bucket has a cached
@@ -562,14 +590,17 @@ class SGD(_FusedOptimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False, schedule=None, steps_per_epoch=1,
-                 skip_schedule_on_inf=False, master_weights=False, foreach=None, fused=None,
+                 skip_schedule_on_inf=False, master_weights=False, max_grad_norm=None,
+                 norm_type=2.0, skip_nonfinite=False, foreach=None, fused=None,
                  differentiable=False):
         check_torch_flags(type(self).__name__, foreach=foreach, fused=fused,
                           differentiable=differentiable)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
         super().__init__(params, defaults, schedule=schedule, steps_per_epoch=steps_per_epoch,
-                         skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights)
+                         skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights,
+                         max_grad_norm=max_grad_norm, norm_type=norm_type,
+                         skip_nonfinite=skip_nonfinite)
 
 
 class Adam(_FusedOptimizer):
@@ -579,14 +610,17 @@ class Adam(_FusedOptimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, schedule=None, steps_per_epoch=1,
-                 skip_schedule_on_inf=False, master_weights=False, foreach=None, fused=None,
+                 skip_schedule_on_inf=False, master_weights=False, max_grad_norm=None,
+                 norm_type=2.0, skip_nonfinite=False, foreach=None, fused=None,
                  capturable=False, differentiable=False):
         check_torch_flags(type(self).__name__, foreach=foreach, fused=fused,
                           capturable=capturable, differentiable=differentiable)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize)
         super().__init__(params, defaults, schedule=schedule, steps_per_epoch=steps_per_epoch,
-                         skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights)
+                         skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights,
+                         max_grad_norm=max_grad_norm, norm_type=norm_type,
+                         skip_nonfinite=skip_nonfinite)
 
 
 class AdamW(Adam):
@@ -596,11 +630,14 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, *, maximize=False, schedule=None, steps_per_epoch=1,
-                 skip_schedule_on_inf=False, master_weights=False, foreach=None, fused=None,
+                 skip_schedule_on_inf=False, master_weights=False, max_grad_norm=None,
+                 norm_type=2.0, skip_nonfinite=False, foreach=None, fused=None,
                  capturable=False, differentiable=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, schedule=schedule,
                          steps_per_epoch=steps_per_epoch,
                          skip_schedule_on_inf=skip_schedule_on_inf, master_weights=master_weights,
+                         max_grad_norm=max_grad_norm, norm_type=norm_type,
+                         skip_nonfinite=skip_nonfinite,
                          foreach=foreach, fused=fused, capturable=capturable,
                          differentiable=differentiable)

@@ -213,7 +213,7 @@ void sgd_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList 
   };
   run_tensors<SgdScalars>(view, make_job, run_sgd,
                           [](const Job<SgdScalars>& j) { return j.scalars.has_buf; });
-  view.write_back(gs != 1.0);
+  view.write_back(grad_stored(gs));
 }
 
 void adam_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
@@ -253,7 +253,7 @@ void adam_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList
     return j;
   };
   run_tensors<AdamScalars>(view, make_job, run_adam, [](const Job<AdamScalars>&) { return true; });
-  view.write_back(gs != 1.0);
+  view.write_back(grad_stored(gs));
 }
 
 TORCH_LIBRARY_IMPL(fusedlr, CPU, m) {

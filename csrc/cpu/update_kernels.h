@@ -79,7 +79,7 @@ void sgd_span(T* p, T* g, void* buf_v, int64_t n, const SgdScalars& s) {
     if (buf && !cv.first()) L::load_state(buf + i, bv);
     for (int k = 0; k < L::kParts; ++k) sgd_element(pv[k], gv[k], bv[k], cv);
     L::store(p + i, pv);
-    if (cv.scaled()) L::store(g + i, gv);
+    if (cv.store_grad()) L::store(g + i, gv);
     if (buf) L::store_state(buf + i, bv);
   }
   for (; i < n; ++i) {
@@ -87,7 +87,7 @@ void sgd_span(T* p, T* g, void* buf_v, int64_t n, const SgdScalars& s) {
     O bv = (buf && !cs.first()) ? buf[i] : O(0);
     sgd_element(pv, gv, bv, cs);
     p[i] = static_cast<T>(pv);
-    if (cs.scaled()) g[i] = static_cast<T>(gv);
+    if (cs.store_grad()) g[i] = static_cast<T>(gv);
     if (buf) buf[i] = bv;
   }
 }
@@ -114,7 +114,7 @@ void adam_span(T* p, T* g, void* m_v, void* v_v, void* vmax_v, int64_t n, const 
       adam_element<OVec, VecOps<OVec>>(pv[k], gv[k], mv[k], vv[k], xv[k], cv);
     }
     L::store(p + i, pv);
-    if (cv.scaled()) L::store(g + i, gv);
+    if (cv.store_grad()) L::store(g + i, gv);
     L::store_state(m + i, mv);
     L::store_state(v + i, vv);
     if (vmax) L::store_state(vmax + i, xv);
@@ -124,7 +124,7 @@ void adam_span(T* p, T* g, void* m_v, void* v_v, void* vmax_v, int64_t n, const 
     O xv = vmax ? vmax[i] : O(0);
     adam_element<O, ScalarOps<O>>(pv, gv, m[i], v[i], xv, cs);
     p[i] = static_cast<T>(pv);
-    if (cs.scaled()) g[i] = static_cast<T>(gv);
+    if (cs.store_grad()) g[i] = static_cast<T>(gv);
     if (vmax) vmax[i] = xv;
   }
 }

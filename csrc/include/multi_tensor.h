@@ -417,7 +417,7 @@ FUSEDLR_INLINE void sgd_block(const TensorListMeta<3, Layout>& meta, const Updat
         gq[k] = ElemTraits<T>::store(gv[k]);
       }
       store_vec(p + i, pr);
-      if (c.scaled()) store_vec(gr + i, gq);
+      if (c.store_grad()) store_vec(gr + i, gq);
       if (c.has_buf()) store_vec(buf + i, bv);
       return;
     }
@@ -433,7 +433,7 @@ FUSEDLR_INLINE void sgd_block(const TensorListMeta<3, Layout>& meta, const Updat
         O be = load_buf ? buf[j] : O(0);
         sgd_element(pe, ge, be, c);
         p[j] = ElemTraits<T>::store(pe);
-        if (c.scaled()) gr[j] = ElemTraits<T>::store(ge);
+        if (c.store_grad()) gr[j] = ElemTraits<T>::store(ge);
         if (c.has_buf()) buf[j] = be;
       }
     }
@@ -479,7 +479,7 @@ FUSEDLR_INLINE void adam_block(const TensorListMeta<5, Layout>& meta, const Upda
         gq[k] = ElemTraits<T>::store(gv[k]);
       }
       store_vec(p + i, pr);
-      if (c.scaled()) store_vec(gr + i, gq);
+      if (c.store_grad()) store_vec(gr + i, gq);
       store_vec(m + i, mv);
       store_vec(v + i, vv);
       if (c.amsgrad()) store_vec(vmax + i, xv);
@@ -497,7 +497,7 @@ FUSEDLR_INLINE void adam_block(const TensorListMeta<5, Layout>& meta, const Upda
         O xe = c.amsgrad() ? vmax[j] : O(0);
         adam_element<O, ScalarOps<O>>(pe, ge, me, ve, xe, c);
         p[j] = ElemTraits<T>::store(pe);
-        if (c.scaled()) gr[j] = ElemTraits<T>::store(ge);
+        if (c.store_grad()) gr[j] = ElemTraits<T>::store(ge);
         m[j] = me;
         v[j] = ve;
         if (c.amsgrad()) vmax[j] = xe;

@@ -31,6 +31,7 @@ struct SgdScalars {
   double momentum;
   double dampening;
   double grad_scale;  // grads are divided by it (1 when there is no scaler)
+  bool store_grad;    // the divided grads are written back (a grad scaler; see make_sgd_scalars)
   bool nesterov;
   bool maximize;
   bool first;    // no update applied yet: momentum buffer starts as the grad
@@ -46,10 +47,20 @@ struct AdamScalars {
   double step_size;              // lr / (1 - beta1^step)
   double bias_correction2_sqrt;  // sqrt(1 - beta2^step)
   double grad_scale;
+  bool store_grad;
   bool maximize;
   bool amsgrad;
   bool decoupled;
 };
+
+// The ops' grad_scale argument: grads are divided by |grad_scale|; a positive one (a grad
+// scaler's scale) also writes the divided grads back, as torch's fused optimizers unscale them in
+// place; a negative one (the max_grad_norm clip, 1 / clip coefficient, folded in by the
+// optimizer) leaves the grads as they are.
+FUSEDLR_INLINE double grad_divisor(double grad_scale) {
+  return grad_scale < 0.0 ? -grad_scale : grad_scale;
+}
+FUSEDLR_INLINE bool grad_stored(double grad_scale) { return grad_scale > 0.0 && grad_scale != 1.0; }
 
 FUSEDLR_INLINE SgdScalars make_sgd_scalars(const double* row, const double* lr_mom, double step,
                                            double grad_scale) {
@@ -62,7 +73,8 @@ FUSEDLR_INLINE SgdScalars make_sgd_scalars(const double* row, const double* lr_m
   s.maximize = row[kMaximize] != 0.0;
   s.first = step == 0.0;  // for SGD, `step` counts momentum-buffer updates
   s.has_buf = s.momentum != 0.0;
-  s.grad_scale = grad_scale;
+  s.grad_scale = grad_divisor(grad_scale);
+  s.store_grad = grad_stored(grad_scale);
   return s;
 }
 
@@ -78,7 +90,8 @@ FUSEDLR_INLINE AdamScalars make_adam_scalars(const double* row, const double* lr
   s.maximize = row[kMaximize] != 0.0;
   s.amsgrad = row[kAmsgrad] != 0.0;
   s.decoupled = row[kDecoupled] != 0.0;
-  s.grad_scale = grad_scale;
+  s.grad_scale = grad_divisor(grad_scale);
+  s.store_grad = grad_stored(grad_scale);
   const double n = step + 1.0;
   s.step_size = s.lr / (1.0 - pow(s.beta1, n));
   s.bias_correction2_sqrt = sqrt(1.0 - pow(s.beta2, n));
@@ -92,13 +105,14 @@ FUSEDLR_INLINE AdamScalars make_adam_scalars(const double* row, const double* lr
 enum UpdateFlag : uint32_t {
   kFlagMaximize = 1u << 0,
   kFlagHasWd = 1u << 1,      // weight_decay != 0
-  kFlagScaled = 1u << 2,     // grad_scale != 1: grads are unscaled (and written back)
+  kFlagScaled = 1u << 2,     // grad_scale != 1: grads are divided by it
   kFlagNesterov = 1u << 3,   // SGD
   kFlagFirst = 1u << 4,      // SGD: no update applied yet, the buffer starts as the grad
   kFlagHasBuf = 1u << 5,     // SGD: momentum != 0 and a buffer exists
   kFlagAmsgrad = 1u << 6,    // Adam: amsgrad and a max_exp_avg_sq slot exists
   kFlagDecoupled = 1u << 7,  // AdamW
   kFlagLerpLow = 1u << 8,    // Adam: 1 - beta1 < 0.5 (torch's lerp branch)
+  kFlagStoreGrad = 1u << 9,  // the divided grads are written back (a grad scaler)
 };
 
 FUSEDLR_INLINE uint32_t flag_if(bool cond, uint32_t flag) { return cond ? flag : 0u; }
@@ -123,6 +137,7 @@ struct SgdCoeffs {
   uint32_t flags;
   FUSEDLR_INLINE bool has(uint32_t f) const { return (flags & f) != 0u; }
   FUSEDLR_INLINE bool scaled() const { return has(kFlagScaled); }
+  FUSEDLR_INLINE bool store_grad() const { return has(kFlagStoreGrad); }
   FUSEDLR_INLINE bool first() const { return has(kFlagFirst); }
   FUSEDLR_INLINE bool has_buf() const { return has(kFlagHasBuf); }
   template <typename S>
@@ -136,7 +151,8 @@ struct SgdCoeffs {
     c.flags = opaque_flags(flag_if(s.nesterov, kFlagNesterov) | flag_if(s.maximize, kFlagMaximize) |
                            flag_if(s.first, kFlagFirst) | flag_if(s.has_buf, kFlagHasBuf) |
                            flag_if(s.weight_decay != 0.0, kFlagHasWd) |
-                           flag_if(s.grad_scale != 1.0, kFlagScaled));
+                           flag_if(s.grad_scale != 1.0, kFlagScaled) |
+                           flag_if(s.store_grad, kFlagStoreGrad));
     return c;
   }
 };
@@ -167,6 +183,7 @@ struct AdamCoeffs {
   uint32_t flags;
   FUSEDLR_INLINE bool has(uint32_t f) const { return (flags & f) != 0u; }
   FUSEDLR_INLINE bool scaled() const { return has(kFlagScaled); }
+  FUSEDLR_INLINE bool store_grad() const { return has(kFlagStoreGrad); }
   FUSEDLR_INLINE bool amsgrad() const { return has(kFlagAmsgrad); }
   template <typename S>
   static FUSEDLR_INLINE AdamCoeffs make(const AdamScalars& s) {
@@ -184,7 +201,8 @@ struct AdamCoeffs {
     c.flags = opaque_flags(
         flag_if(s.maximize, kFlagMaximize) | flag_if(s.amsgrad, kFlagAmsgrad) |
         flag_if(s.decoupled, kFlagDecoupled) | flag_if(s.weight_decay != 0.0, kFlagHasWd) |
-        flag_if((1.0 - s.beta1) < 0.5, kFlagLerpLow) | flag_if(s.grad_scale != 1.0, kFlagScaled));
+        flag_if((1.0 - s.beta1) < 0.5, kFlagLerpLow) | flag_if(s.grad_scale != 1.0, kFlagScaled) |
+        flag_if(s.store_grad, kFlagStoreGrad));
     return c;
   }
 };

@@ -1,0 +1,231 @@
+"""max_grad_norm / norm_type / skip_nonfinite: clipping and non-finite skipping inside the step.
+
+Oracle: ``torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type)`` then torch.optim's step
+(foreach=False) and ``torch.optim.lr_scheduler``; with a grad scaler, torch's recipe
+``scaler.unscale_(opt)`` + clipping + ``scaler.step(opt)``. fusedlr computes the norm on the
+device and applies the coefficient inside its update kernels (fusedlr/_clip.py): the grads are
+not rewritten without a scaler, and a step allocates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import fusedlr
+from fusedlr import schedules
+
+CONFIGS = {
+    "sgd": (fusedlr.SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
+    "adam": (fusedlr.Adam, torch.optim.Adam, dict(lr=1e-2, amsgrad=True)),
+    "adamw": (fusedlr.AdamW, torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.1)),
+}
+SIZES = (1, 7, 4097, 65537, 3)
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
+
+
+def _params(dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, generator=gen, dtype=torch.float64).to(dtype) for n in SIZES]
+
+
+def _grads(params, step, seed, big):
+    gen = torch.Generator().manual_seed(seed * 1000 + step)
+    mag = 5.0 if big else 1e-3  # clipped / not clipped
+    return [mag * torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype)
+            for p in params]
+
+
+def _pair(kind, dtype, seed, **extra):
+    ours_cls, torch_cls, kw = CONFIGS[kind]
+    ours = _params(dtype, seed)
+    theirs = [p.clone().requires_grad_() for p in ours]
+    opt = ours_cls(ours, **kw, schedule=schedules.StepLR(step_size=2, gamma=0.5), **extra)
+    topt = torch_cls(theirs, **kw, foreach=False)
+    sched = torch.optim.lr_scheduler.StepLR(topt, step_size=2, gamma=0.5)
+    return ours, opt, theirs, topt, sched
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf], ids=["l2", "l1", "inf"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_matches_clip_grad_norm_then_step(kind, dtype, norm_type):
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    max_norm = 1.5
+    ours, opt, theirs, topt, sched = _pair(kind, dtype, seed, max_grad_norm=max_norm,
+                                           norm_type=norm_type)
+    for t in range(7):
+        grads = _grads(ours, t, seed, big=t % 3 != 1)
+        for a, b, g in zip(ours, theirs, grads, strict=True):
+            a.grad, b.grad = g.clone(), g.clone()
+        opt.step()
+        want = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type)
+        topt.step()
+        sched.step()
+        torch.testing.assert_close(opt.last_grad_norm, want.double(), **TOL[dtype])
+        # the grads are not rewritten (torch's clipping rewrites them)
+        assert all(torch.equal(a.grad, g) for a, g in zip(ours, grads, strict=True))
+        for a, b in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+def test_mixed_dtypes_share_one_norm():
+    """Params of two dtypes (two buckets): one total norm over all of them, as torch's."""
+    seed = 3
+    gen = torch.Generator().manual_seed(seed)
+    base = [torch.randn(n, generator=gen, dtype=torch.float64) for n in (5, 300, 9)]
+    ours = [base[0].clone(), base[1].float(), base[2].clone()]
+    theirs = [p.clone().requires_grad_() for p in ours]
+    opt = fusedlr.SGD(ours, lr=0.1, momentum=0.5, max_grad_norm=0.7)
+    topt = torch.optim.SGD(theirs, lr=0.1, momentum=0.5, foreach=False)
+    for t in range(4):
+        for a, b, g in zip(ours, theirs, _grads(ours, t, seed, big=True), strict=True):
+            a.grad, b.grad = g.clone(), g.clone()
+        opt.step()
+        want = torch.nn.utils.clip_grad_norm_(theirs, 0.7)
+        topt.step()
+        torch.testing.assert_close(opt.last_grad_norm, want.double(), rtol=1e-6, atol=0)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+
+
+def _model(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_grad_scaler_clips_the_unscaled_grads(kind):
+    """GradScaler hands grad_scale / found_inf to the step; the norm is that of the unscaled
+    grads, as torch's unscale_ + clip_grad_norm_ + scaler.step. Overflow steps are skipped."""
+    ours_cls, torch_cls, kw = CONFIGS[kind]
+    m1, m2 = _model(4), _model(4)
+    opt = ours_cls(m1.parameters(), **kw, max_grad_norm=0.05)
+    topt = torch_cls(m2.parameters(), **kw, foreach=False)
+    s1 = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+    s2 = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+    gen = torch.Generator().manual_seed(5)
+    for t in range(8):
+        x = torch.randn(8, 6, generator=gen)
+        for model, scaler in ((m1, s1), (m2, s2)):
+            scaler.scale(model(x).square().mean()).backward()
+            if t == 3:
+                next(iter(model.parameters())).grad.view(-1)[0] = float("inf")
+        s1.step(opt)
+        s1.update()
+        s2.unscale_(topt)
+        want = torch.nn.utils.clip_grad_norm_(m2.parameters(), 0.05)
+        s2.step(topt)
+        s2.update()
+        if t != 3:
+            torch.testing.assert_close(opt.last_grad_norm.float(), want, rtol=1e-5, atol=0)
+        for model in (m1, m2):
+            model.zero_grad(set_to_none=True)
+    for a, b in zip(m1.parameters(), m2.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert s1.get_scale() == s2.get_scale()
+
+
+@pytest.mark.parametrize("clip", [None, 1.0], ids=["no-clip", "clip"])
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_skip_nonfinite_leaves_everything_untouched(kind, clip):
+    """A NaN or Inf grad: params and state untouched, counted on the device, the schedule held
+    with skip_schedule_on_inf; the run equals torch's with those steps left out."""
+    seed = 6
+    ours, opt, theirs, topt, sched = _pair(kind, torch.float64, seed, max_grad_norm=clip,
+                                           skip_nonfinite=True, skip_schedule_on_inf=True)
+    bad = {2: float("nan"), 5: float("inf"), 6: -float("inf")}
+    for t in range(9):
+        grads = _grads(ours, t, seed, big=True)
+        if t in bad:
+            grads[t % len(grads)].view(-1)[0] = bad[t]
+        for a, g in zip(ours, grads, strict=True):
+            a.grad = g.clone()
+        before = ([p.clone() for p in ours],
+                  [{k: v.clone() for k, v in opt.state[p].items() if torch.is_tensor(v)}
+                   for p in ours] if t > 0 else None)
+        opt.step()
+        if t in bad:
+            assert all(torch.equal(p, b) for p, b in zip(ours, before[0], strict=True))
+            if before[1] is not None:
+                for p, st in zip(ours, before[1], strict=True):
+                    assert all(torch.equal(opt.state[p][k], v) for k, v in st.items())
+            continue
+        for b, g in zip(theirs, grads, strict=True):
+            b.grad = g.clone()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(theirs, clip)
+        topt.step()
+        sched.step()
+    assert int(opt.skipped_steps) == len(bad)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
+def test_without_skip_nonfinite_a_nan_grad_spreads_as_in_torch():
+    ours, opt, theirs, topt, _ = _pair("sgd", torch.float64, 7, max_grad_norm=1.0)
+    grads = _grads(ours, 0, 7, big=True)
+    grads[1][0] = float("nan")
+    for a, b, g in zip(ours, theirs, grads, strict=True):
+        a.grad, b.grad = g.clone(), g.clone()
+    opt.step()
+    torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+    topt.step()
+    assert opt.skipped_steps is None
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a.isnan(), b.isnan())
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_clipped_step_allocates_no_tensor_sized_memory(kind):
+    """A steady-state clipped step allocates no grad-, param- or state-sized memory: what
+    remains is one scalar per grad tensor inside torch's _foreach_norm out-variant (its CPU
+    per-tensor path), which fusedlr does not control."""
+    ours, opt, *_ = _pair(kind, torch.float32, 8, max_grad_norm=1.0, skip_nonfinite=True)
+    for a, g in zip(ours, _grads(ours, 0, 8, big=True), strict=True):
+        a.grad = g
+    for _ in range(3):
+        opt.step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                profile_memory=True) as prof:
+        opt.step()
+    allocs = [e.self_cpu_memory_usage for e in prof.events() if e.self_cpu_memory_usage > 0]
+    assert len(allocs) <= len(ours) and all(b <= 16 for b in allocs), allocs
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_compiled_step_is_one_graph(kind):
+    """torch.compile(fullgraph=True) of the clipped step: the same results as eager."""
+    seed = 9
+    eager, e_opt, *_ = _pair(kind, torch.float32, seed, max_grad_norm=0.5, skip_nonfinite=True)
+    comp, c_opt, *_ = _pair(kind, torch.float32, seed, max_grad_norm=0.5, skip_nonfinite=True)
+    step = torch.compile(c_opt.step, fullgraph=True, backend="aot_eager")
+    for t in range(4):
+        grads = _grads(eager, t, seed, big=t != 2)
+        for a, b, g in zip(eager, comp, grads, strict=True):
+            a.grad, b.grad = g.clone(), g.clone()
+        e_opt.step()
+        step()
+    for a, b in zip(eager, comp, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(c_opt.last_grad_norm, e_opt.last_grad_norm)
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    (dict(max_grad_norm=0.0), "max_grad_norm must be None or a finite number > 0, got 0.0"),
+    (dict(max_grad_norm=-1), "max_grad_norm must be None or a finite number > 0"),
+    (dict(max_grad_norm=float("inf")), "max_grad_norm must be None or a finite number > 0"),
+    (dict(max_grad_norm="1"), "max_grad_norm must be None or a finite number > 0"),
+    (dict(max_grad_norm=1.0, norm_type=0), "norm_type must be a number > 0 or inf, got 0"),
+    (dict(max_grad_norm=1.0, norm_type=float("nan")), "norm_type must be a number > 0 or inf"),
+])
+def test_bad_clip_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        fusedlr.AdamW([torch.zeros(3)], **kw)
+
+
+def test_skip_nonfinite_must_be_a_bool():
+    with pytest.raises(TypeError, match="skip_nonfinite must be a bool, got 1"):
+        fusedlr.SGD([torch.zeros(3)], lr=0.1, skip_nonfinite=1)
