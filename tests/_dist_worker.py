@@ -21,7 +21,9 @@ from fusedlr import schedules as sch
 WORLD = 2
 STEPS = 6
 BATCH = 16  # global; each rank takes BATCH // WORLD rows
-SCENARIOS = ("ddp_sgd", "ddp_adamw", "zero_adamw", "fsdp2_adamw")
+SCENARIOS = ("ddp_sgd", "ddp_adamw", "zero_adamw", "fsdp2_adamw", "ddp_adamw_clip",
+             "fsdp2_adamw_clip")
+MAX_NORM = 0.05  # the *_clip scenarios' max_grad_norm: below every step's grad norm here
 
 
 def make_model() -> torch.nn.Module:
@@ -35,7 +37,8 @@ def optimizer_kwargs(scenario: str) -> tuple[type, dict]:
     schedule = sch.SequentialLR([sch.LinearLR(0.2, 1.0, 2), sch.CosineAnnealingLR(6)], [2])
     if scenario == "ddp_sgd":
         return fusedlr.SGD, dict(lr=0.1, momentum=0.9, weight_decay=1e-3, schedule=schedule)
-    return fusedlr.AdamW, dict(lr=0.02, weight_decay=0.05, schedule=schedule)
+    clip = dict(max_grad_norm=MAX_NORM, skip_nonfinite=True) if scenario.endswith("_clip") else {}
+    return fusedlr.AdamW, dict(lr=0.02, weight_decay=0.05, schedule=schedule, **clip)
 
 
 def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +51,7 @@ def loss_fn(model, x, y):
     return (model(x) - y).pow(2).mean()
 
 
-def single_process(scenario: str) -> list[torch.Tensor]:
+def single_process(scenario: str, with_norm: bool = False):
     model = make_model()
     cls, kwargs = optimizer_kwargs(scenario)
     opt = cls(model.parameters(), **kwargs)
@@ -56,7 +59,8 @@ def single_process(scenario: str) -> list[torch.Tensor]:
         opt.zero_grad()
         loss_fn(model, *batch(k)).backward()
         opt.step()
-    return [p.detach().clone() for p in model.parameters()]
+    params = [p.detach().clone() for p in model.parameters()]
+    return (params, float(opt.last_grad_norm)) if with_norm else params
 
 
 def _train(model, opt, rank):
@@ -79,12 +83,14 @@ def _run_rank(rank: int, port: int, outdir: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         results, notes = {}, {}
-        for scenario in ("ddp_sgd", "ddp_adamw"):
+        for scenario in ("ddp_sgd", "ddp_adamw", "ddp_adamw_clip"):
             model = DistributedDataParallel(make_model())
             cls, kwargs = optimizer_kwargs(scenario)
             opt = cls(model.parameters(), **kwargs)
             _train(model, opt, rank)
             results[scenario] = [p.detach().clone() for p in model.module.parameters()]
+            if opt.last_grad_norm is not None:
+                notes[f"{scenario}_last_norm"] = float(opt.last_grad_norm)
 
         model = DistributedDataParallel(make_model())
         cls, kwargs = optimizer_kwargs("zero_adamw")
@@ -97,22 +103,26 @@ def _run_rank(rank: int, port: int, outdir: str) -> None:
         from torch.distributed.fsdp import fully_shard
         from torch.distributed.tensor import DTensor
 
-        model = make_model()
-        for layer in (model[0], model[2]):
-            fully_shard(layer)
-        fully_shard(model)
-        cls, kwargs = optimizer_kwargs("fsdp2_adamw")
-        opt = cls(model.parameters(), **kwargs)
-        _train(model, opt, rank)
-        params = list(model.parameters())
-        assert all(isinstance(p, DTensor) for p in params)
-        for p in params:  # state is sharded like the param; the op saw the local shards
-            st = opt.state[p]
-            assert isinstance(st["exp_avg"], DTensor), type(st["exp_avg"])
-            assert st["exp_avg"].to_local().shape == p.to_local().shape
-            assert st["exp_avg"].placements == p.placements
-        notes["fsdp2_local_shapes"] = [tuple(p.to_local().shape) for p in params]
-        results["fsdp2_adamw"] = [p.full_tensor().detach().clone() for p in params]
+        for scenario in ("fsdp2_adamw", "fsdp2_adamw_clip"):
+            model = make_model()
+            for layer in (model[0], model[2]):
+                fully_shard(layer)
+            fully_shard(model)
+            cls, kwargs = optimizer_kwargs(scenario)
+            opt = cls(model.parameters(), **kwargs)
+            _train(model, opt, rank)
+            params = list(model.parameters())
+            assert all(isinstance(p, DTensor) for p in params)
+            for p in params:  # state is sharded like the param; the op saw the local shards
+                st = opt.state[p]
+                assert isinstance(st["exp_avg"], DTensor), type(st["exp_avg"])
+                assert st["exp_avg"].to_local().shape == p.to_local().shape
+                assert st["exp_avg"].placements == p.placements
+            if opt.last_grad_norm is not None:  # the norm over both ranks' shards
+                notes[f"{scenario}_last_norm"] = float(opt.last_grad_norm)
+            else:
+                notes["fsdp2_local_shapes"] = [tuple(p.to_local().shape) for p in params]
+            results[scenario] = [p.full_tensor().detach().clone() for p in params]
         if rank == 0:
             torch.save({"results": results, "notes": notes}, os.path.join(outdir, "rank0.pt"))
         dist.barrier()

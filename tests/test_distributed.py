@@ -51,3 +51,14 @@ def test_fsdp2_updates_dtensor_params_through_local_shards(distributed_run):
     local = distributed_run["notes"]["fsdp2_local_shapes"]
     # Shard(0): rank 0 holds ceil(dim0 / 2) rows of each param
     assert local == [((s[0] + 1) // 2, *s[1:]) for s in full]
+
+
+@pytest.mark.parametrize("scenario", ["ddp_adamw_clip", "fsdp2_adamw_clip"])
+def test_clipping_uses_the_global_norm(distributed_run, scenario):
+    """max_grad_norm under DDP (grads already reduced) and FSDP2 (each rank holds half of every
+    grad: the local norms are all-reduced): the last step's norm is the single-process one,
+    and above max_grad_norm (so every step was clipped by the global coefficient)."""
+    _, norm = worker.single_process(scenario, with_norm=True)
+    got = distributed_run["notes"][f"{scenario}_last_norm"]
+    assert norm > worker.MAX_NORM
+    assert got == pytest.approx(norm, rel=1e-10)
