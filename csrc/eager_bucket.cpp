@@ -11,6 +11,7 @@
 // torch.compile'd code keeps using torch.ops (dynamo cannot see into this).
 #include "eager_bucket.h"
 
+#include <ATen/Functions.h>
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/python.h>
@@ -30,6 +31,7 @@ using SgdOp = void(at::TensorList, at::TensorList, at::TensorList, at::TensorLis
                    const OptTensor&);
 using EvalOp = void(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                     const at::Tensor&);
+using NormOp = void(at::TensorList, double, const at::Tensor&);
 using AdamOp = void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
                     at::TensorList, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                     const OptTensor&, const OptTensor&);
@@ -117,6 +119,27 @@ class EagerBucket {
     }
   }
 
+  // The norm of every gathered grad (max_grad_norm's norm pass, fusedlr/_clip.py): on the CPU
+  // fusedlr::grad_norms_ into `out` (float64), elsewhere aten::_foreach_norm into `out_views`
+  // (the elements of a buffer in the grads' dtype). Raises, dropping the grads, on failure.
+  void grad_norms(double ord, const at::Tensor& out, const std::vector<at::Tensor>& out_views) {
+    TORCH_CHECK(grads_.size() == params_.size(), "EagerBucket.grad_norms: call gather() first");
+    try {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      if (!params_.empty() && params_[0].device().is_cpu()) {
+        static const auto op = c10::Dispatcher::singleton()
+                                   .findSchemaOrThrow("fusedlr::grad_norms_", "")
+                                   .typed<NormOp>();
+        op.call(grads_, ord, out);
+      } else {
+        at::_foreach_norm_out(out_views, grads_, ord, std::nullopt);
+      }
+    } catch (...) {
+      grads_.clear();
+      throw;
+    }
+  }
+
   // Forgets gathered grads without running (another bucket had a param without a grad).
   void drop() { grads_.clear(); }
 
@@ -171,6 +194,9 @@ void bind_eager_bucket(pybind11::module_& m) {
            "that does not match its param.")
       .def("run", &EagerBucket::run, py::arg("hparams"), py::arg("group_lr"), py::arg("grad_scale"),
            py::arg("found_inf"), "Runs the update op over the gathered grads, then drops them.")
+      .def("grad_norms", &EagerBucket::grad_norms, py::arg("ord"), py::arg("out"),
+           py::arg("out_views"),
+           "The norm of every gathered grad: into out (float64, CPU) or out_views (elsewhere).")
       .def("drop", &EagerBucket::drop, "Forgets the gathered grads without running.")
       .def("__len__", &EagerBucket::size);
   m.def("eager_device_step", &eager_device_step, py::arg("program"), py::arg("hparams"),

@@ -34,6 +34,8 @@ TORCH_LIBRARY(fusedlr, m) {
   m.def(
       "schedule_free_swap_(Tensor(a!)[] params, Tensor[] zs, Tensor groups, Tensor hparams, "
       "bool to_train) -> ()");
+  // out[i] = ||grads[i]||_ord (float64 [len(grads)]): the norm pass of max_grad_norm (CPU).
+  m.def("grad_norms_(Tensor[] grads, float ord, Tensor(a!) out) -> ()");
   // Host evaluation of a program: rows (lr, momentum) for t = start .. start + n - 1.
   m.def("schedule_values(Tensor program, int root, float base_lr, int start, int n) -> Tensor");
 }

@@ -19,11 +19,12 @@ its magnitude and not written back). With ``skip_nonfinite``, a non-finite norm 
 grad) joins the grad scaler's ``found_inf``: the step leaves params and state untouched,
 ``skip_schedule_on_inf`` applies to it, and ``skipped_steps`` counts it on the device.
 
-Every per-step value lives in a buffer allocated once per layout (``_foreach_norm`` writes into
-views of one buffer; the rest are in-place ops), so a step is capturable in a CUDA graph; on
-the CPU, torch's ``_foreach_norm`` out-variant still allocates one scalar per grad tensor inside
-(its per-tensor path). Each grad's norm is computed in its own dtype, as torch's
-clip_grad_norm_ does; the total and the coefficient in float64. On CUDA the kernels read
+Every per-step value lives in a buffer allocated once per layout, so a step allocates nothing
+and is capturable in a CUDA graph. Each grad's norm: on the CPU fusedlr's ``grad_norms_``
+(csrc/cpu/grad_norm_cpu.cpp: all grads in one parallel pass at the memory bandwidth, float
+accumulators per 16K-element chunk, double across chunks); elsewhere torch's ``_foreach_norm``
+into views of one buffer, in the grads' dtype as torch's clip_grad_norm_. The total and the
+coefficient are computed in float64. On CUDA the kernels read
 ``grad_scale`` as float32, so float64 params see the coefficient rounded to float32 there.
 """
 
@@ -33,6 +34,8 @@ import math
 
 import torch
 import torch.distributed as dist
+
+from fusedlr import ops
 
 
 class _DeviceBuffers:
@@ -65,10 +68,11 @@ class GradClip:
         for bucket, call, grads in work:
             counts[bucket.device] = counts.get(bucket.device, 0) + 1
             if getattr(call, "norm_views", None) is None:
-                # in the grads' dtype, as torch's clip_grad_norm_ (a dtype= makes _foreach_norm
-                # convert each grad first); the bucket's part of the total in that dtype too
-                call.norm_buf = torch.zeros(len(grads) + 1, dtype=bucket.dtype,
-                                            device=bucket.device)
+                # CPU: fusedlr's grad_norms_ (float64 out). Elsewhere torch's _foreach_norm, in
+                # the grads' dtype as torch's clip_grad_norm_ (a dtype= makes it convert each
+                # grad first). The last element: the bucket's part of the total.
+                dt = torch.float64 if bucket.device.type == "cpu" else bucket.dtype
+                call.norm_buf = torch.zeros(len(grads) + 1, dtype=dt, device=bucket.device)
                 call.norm_views = list(call.norm_buf[:-1].unbind(0))
         self._devices = {dev: _DeviceBuffers(dev, n) for dev, n in counts.items()}
         first = next(iter(counts)) if counts else torch.device("cpu")
@@ -81,16 +85,23 @@ class GradClip:
         self._layout_key = key
 
     # -- the step ----------------------------------------------------------------------------
-    def prepare(self, work, grad_scale, found_inf):
+    def prepare(self, work, grad_scale, found_inf, natives=None):
         """(grad_scale, found_inf) for the update ops of this step, on the first device (the
         caller moves them to each bucket's device): the clip coefficient folded into the
-        scale, a non-finite norm into found_inf. ``work``: [(bucket, call, grads)]."""
+        scale, a non-finite norm into found_inf. ``work``: [(bucket, call, grads)]; with
+        ``natives`` (one C++ EagerBucket per entry, grads gathered) the grads are read there
+        and ``grads`` may be the call's params (only their count is used)."""
         self._ensure(work)
         p = self.norm_type
         slot = dict.fromkeys(self._devices, 0)
-        for bucket, call, grads in work:
+        for k, (bucket, call, grads) in enumerate(work):
             dev = bucket.device
-            torch.ops.aten._foreach_norm.Scalar_out(grads, p, None, out=call.norm_views)
+            if natives is not None:
+                natives[k].grad_norms(p, call.norm_buf[:-1], call.norm_views)
+            elif dev.type == "cpu":
+                ops.grad_norms_(grads, p, call.norm_buf[:-1])
+            else:
+                torch.ops.aten._foreach_norm.Scalar_out(grads, p, None, out=call.norm_views)
             torch.linalg.vector_norm(call.norm_buf[:-1], p, out=call.norm_buf[-1])
             bufs = self._devices[dev]
             part = bufs.parts[slot[dev]]

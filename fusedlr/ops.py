@@ -48,9 +48,20 @@ def schedule_free_swap_(params, zs, groups, hparams, to_train: bool) -> None:
     _ops.schedule_free_swap_(params, zs, groups, hparams, to_train)
 
 
+def grad_norms_(grads, ord: float, out) -> None:
+    """out[i] = ||grads[i]||_ord, out a float64 CPU tensor of len(grads) (the CPU norm pass of
+    max_grad_norm; CPU tensors only)."""
+    _ops.grad_norms_(grads, ord, out)
+
+
 def schedule_values(program: torch.Tensor, root: int, base_lr: float, start: int, n: int):
     """Rows (lr, momentum) of the program at t = start .. start+n-1 (host evaluation)."""
     return _ops.schedule_values(program, root, base_lr, start, n)
+
+
+@torch.library.register_fake("fusedlr::grad_norms_")
+def _grad_norms_fake(grads, ord, out):
+    return None
 
 
 @torch.library.register_fake("fusedlr::eval_schedule_")

@@ -406,13 +406,22 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         self._sync_groups()
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
-        natives = (None if torch.compiler.is_compiling() or self._clip is not None
-                   else self._gather_native())
+        natives = None if torch.compiler.is_compiling() else self._gather_native()
         if natives is None:
             with torch.no_grad():
                 found = self._step_lists(grad_scale, found_inf)
             self._host_note_step(found)
             return loss
+        if self._clip is not None:  # the norm pass over the grads the C++ buckets gathered
+            work = [(b, b.calls[None], b.calls[None].params) for b in self._buckets]
+            try:
+                with torch.no_grad():
+                    grad_scale, found_inf = self._clip.prepare(
+                        work, grad_scale, found_inf, natives=[n for _, n in natives])
+            except BaseException:
+                for _, native in natives:
+                    native.drop()
+                raise
         # The C++ eager step, one call per device: its ops run below autograd, so no
         # grad-mode switch is needed.
         for device, ds in self._devices.items():
@@ -467,7 +476,8 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         for bucket in self._buckets:
             call = bucket.calls.get(None)
             native = self._native(call) if call is not None else None
-            if native is None or not native.gather(self._multi_bucket):
+            # (checked when clipping too: the norm pass reads the grads before the op checks)
+            if native is None or not native.gather(self._multi_bucket or self._clip is not None):
                 for _, gathered in natives:
                     gathered.drop()
                 return None

@@ -301,7 +301,15 @@ def _emulate_schedule_free_prepare_samples():
     return [(*args, 1) for args in _schedule_free_prepare_samples()]
 
 
+def _grad_norms_samples():
+    gen = torch.Generator().manual_seed(3)
+    grads = [torch.randn(n, generator=gen) for n in (1, 7, 4097)]
+    return [(grads, 2.0, torch.zeros(3, dtype=torch.float64)),
+            ([g.double() for g in grads], float("inf"), torch.zeros(3, dtype=torch.float64))]
+
+
 SAMPLES = {
+    "grad_norms_": _grad_norms_samples,
     "schedule_free_prepare_": _schedule_free_prepare_samples,
     "schedule_free_update_": _schedule_free_update_samples,
     "schedule_free_swap_": _schedule_free_swap_samples,
