@@ -80,7 +80,10 @@ class GradClip:
             self.norm = torch.zeros((), dtype=torch.float64, device=first)
             self.skipped = torch.zeros((), dtype=torch.float64, device=first)
             self._coef = torch.zeros((), dtype=torch.float64, device=first)
-            self._scale = torch.zeros(1, dtype=torch.float64, device=first)
+            # the ops' grad_scale: the CUDA kernels read float32 (a float64 one would be
+            # converted every step), the CPU kernels any dtype (float64 keeps fp64 exact)
+            scale_dt = torch.float64 if first.type == "cpu" else torch.float32
+            self._scale = torch.zeros(1, dtype=scale_dt, device=first)
             self._found = torch.zeros(1, dtype=torch.float32, device=first)
         self._layout_key = key
 

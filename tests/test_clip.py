@@ -270,3 +270,30 @@ def test_bad_clip_arguments(kw, match):
 def test_skip_nonfinite_must_be_a_bool():
     with pytest.raises(TypeError, match="skip_nonfinite must be a bool, got 1"):
         fusedlr.SGD([torch.zeros(3)], lr=0.1, skip_nonfinite=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.skipif(not fusedlr._C.cuda_compiled(), reason="fusedlr was built without CUDA")
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_cuda_clipped_step_matches_torch_without_sync(kind):
+    """On a GPU: the norm (torch's _foreach_norm), the coefficient (float32 grad_scale) and the
+    update, against torch's recipe, under sync-debug 'error' (a host sync raises)."""
+    ours_cls, torch_cls, kw = CONFIGS[kind]
+    seed = 10
+    ours = [p.cuda() for p in _params(torch.float32, seed)]
+    theirs = [p.clone().requires_grad_() for p in ours]
+    opt = ours_cls(ours, **kw, max_grad_norm=1.0, skip_nonfinite=True)
+    topt = torch_cls(theirs, **kw, foreach=False)
+    for t in range(4):
+        grads = [g.cuda() for g in _grads(ours, t, seed, big=True)]
+        for a, b, g in zip(ours, theirs, grads, strict=True):
+            a.grad, b.grad = g.clone(), g.clone()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+        topt.step()
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
