@@ -16,29 +16,19 @@ reported: the median time per step, min-max, and the median of the per-round rat
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import statistics
+import sys
 import time
 
 import torch
 
 import fusedlr
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import machine, write_results  # noqa: E402
+
 CASES = {"large": [1 << 24], "400x256": [256] * 400, "2000x64": [64] * 2000}
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-            f"fusedlr CPU ISA {fusedlr._C.cpu_isa()}")
 
 
 def _variants():
@@ -95,7 +85,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes, 2 samples (smoke test)")
     ap.add_argument("--out", help="write the markdown table here too")
     args = ap.parse_args(argv)
-    lines = [f"Machine: {_machine()}", "",
+    lines = [f"Machine: {machine()}", "",
              "| case | variant | ms / step (median) | min-max | time / fusedlr (median) |",
              "|---|---|---:|---:|---:|"]
     for case, sizes in CASES.items():
@@ -108,11 +98,8 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write("# Clipping + AdamW + cosine: fusedlr vs torch\n\n")
-            f.write("`python benchmarks/bench_clip.py --out benchmarks/RESULTS_clip.md` "
-                    "(CPU; no GPU was lent to this run).\n\n")
-            f.write(text + "\n")
+        write_results(args.out, "Clipping + AdamW + cosine: fusedlr vs torch",
+                      "python benchmarks/bench_clip.py --out benchmarks/RESULTS_clip.md", text)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,17 @@ profiler, profile_memory).
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import statistics
+import sys
 import time
 
 import torch
 
 import fusedlr
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import machine, write_results  # noqa: E402
 
 
 def resnet50_shapes() -> list[tuple[int, ...]]:
@@ -39,20 +43,6 @@ def resnet50_shapes() -> list[tuple[int, ...]]:
                 shapes += [(out, cin, 1, 1), (out,), (out,)]
             cin = out
     return shapes + [(1000, 2048), (1000,)]
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-            f"fusedlr CPU ISA {fusedlr._C.cpu_isa()}")
 
 
 OPTS = {
@@ -126,7 +116,7 @@ def main(argv=None):
     if args.quick:
         shapes = [(8, 3, 7, 7), (8,), (16, 8, 3, 3), (10, 16)]
     n = sum(torch.Size(s).numel() for s in shapes)
-    lines = [f"Machine: {_machine()}", "",
+    lines = [f"Machine: {machine()}", "",
              f"ResNet-50 parameter shapes: {len(shapes)} tensors, {n / 1e6:.1f}M fp32 params.", "",
              "| optimizer | layout | ms / step (median) | min-max | time / contiguous "
              "(median) | allocations per step |",
@@ -139,11 +129,10 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write("# channels_last params: ResNet-50 shapes, contiguous vs channels_last\n\n")
-            f.write("`python benchmarks/bench_layouts.py --out benchmarks/RESULTS_layouts.md` "
-                    "(CPU; no GPU was lent to this run).\n\n")
-            f.write(text + "\n")
+        write_results(args.out,
+                      "channels_last params: ResNet-50 shapes, contiguous vs channels_last",
+                      "python benchmarks/bench_layouts.py --out benchmarks/RESULTS_layouts.md",
+                      text)
 
 
 if __name__ == "__main__":

@@ -20,27 +20,17 @@ the median of the per-round ratios (baseline / fusedlr).
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import statistics
+import sys
 import time
 
 import torch
 
 import fusedlr
 
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-            f"Python {platform.python_version()}, fusedlr CPU ISA {fusedlr.ops._C.cpu_isa()}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import machine, write_results  # noqa: E402
 
 
 def _variants(kind):
@@ -101,7 +91,7 @@ def main(argv=None):
     ap.add_argument("--out", help="write the markdown table here too")
     args = ap.parse_args(argv)
     repeats = 2 if args.quick else args.repeats
-    lines = [f"Machine: {_machine()}", "",
+    lines = [f"Machine: {machine()}", "",
              "| case | optimizer | variant | ms / step (median) | time / fusedlr (median) |",
              "|---|---|---|---:|---:|"]
     for case in ("large", "small"):
@@ -114,12 +104,9 @@ def main(argv=None):
     text = "\n".join(lines)
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write("# Schedule-free step: fusedlr vs the schedulefree package\n\n")
-            f.write("`python benchmarks/bench_schedulefree.py --out "
-                    "benchmarks/RESULTS_schedulefree.md` (CPU; no GPU was lent to this run)."
-                    "\n\n")
-            f.write(text + "\n")
+        write_results(args.out, "Schedule-free step: fusedlr vs the schedulefree package",
+                      "python benchmarks/bench_schedulefree.py --out "
+                      "benchmarks/RESULTS_schedulefree.md", text)
 
 
 if __name__ == "__main__":
