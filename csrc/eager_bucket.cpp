@@ -32,6 +32,12 @@ using SgdOp = void(at::TensorList, at::TensorList, at::TensorList, at::TensorLis
 using EvalOp = void(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                     const at::Tensor&);
 using NormOp = void(at::TensorList, double, const at::Tensor&);
+using SgdMasterOp = void(at::TensorList, at::TensorList, at::TensorList, at::TensorList,
+                         at::TensorList, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                         const OptTensor&, const OptTensor&);
+using AdamMasterOp = void(at::TensorList, at::TensorList, at::TensorList, at::TensorList,
+                          at::TensorList, at::TensorList, at::TensorList, const at::Tensor&,
+                          const at::Tensor&, const at::Tensor&, const OptTensor&, const OptTensor&);
 using AdamOp = void(at::TensorList, at::TensorList, at::TensorList, at::TensorList, at::TensorList,
                     at::TensorList, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                     const OptTensor&, const OptTensor&);
@@ -41,13 +47,18 @@ constexpr int64_t kReleaseGilAbove = int64_t{1} << 20;
 
 class EagerBucket {
  public:
+  // With `sources` (master_weights in one pass): params are the float32 masters, sources the
+  // 16-bit params whose grads are read and which receive the rounded masters.
   EagerBucket(const std::string& algorithm, std::vector<at::Tensor> params,
               std::vector<std::vector<at::Tensor>> states, std::vector<at::Tensor> steps,
-              at::Tensor meta)
+              at::Tensor meta, std::vector<at::Tensor> sources)
       : params_(std::move(params)),
         states_(std::move(states)),
         steps_(std::move(steps)),
-        meta_(std::move(meta)) {
+        meta_(std::move(meta)),
+        sources_(std::move(sources)) {
+    TORCH_CHECK(sources_.empty() || sources_.size() == params_.size(),
+                "EagerBucket: ", params_.size(), " params but ", sources_.size(), " sources");
     TORCH_CHECK(algorithm == "sgd" || algorithm == "adam",
                 "EagerBucket: algorithm must be 'sgd' or 'adam', got '", algorithm, "'");
     sgd_ = algorithm == "sgd";
@@ -65,8 +76,9 @@ class EagerBucket {
   // op checks its grads itself before writing).
   bool gather(bool check) {
     grads_.clear();
-    for (size_t i = 0; i < params_.size(); ++i) {
-      const at::Tensor& p = params_[i];
+    const std::vector<at::Tensor>& with_grads = sources_.empty() ? params_ : sources_;
+    for (size_t i = 0; i < with_grads.size(); ++i) {
+      const at::Tensor& p = with_grads[i];
       const at::Tensor& g = p.grad();
       if (!g.defined()) {
         grads_.clear();
@@ -106,7 +118,9 @@ class EagerBucket {
     // The op has no autograd formula and mutates only leaves under no_grad (as
     // torch.optim's fused ops): dispatch straight to the backend kernel.
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    if (sgd_) {
+    if (!sources_.empty()) {
+      run_master(hparams, group_lr, grad_scale, found_inf);
+    } else if (sgd_) {
       static const auto op =
           c10::Dispatcher::singleton().findSchemaOrThrow("fusedlr::sgd_update_", "").typed<SgdOp>();
       op.call(params_, grads_, states_[0], steps_, meta_, hparams, group_lr, grad_scale, found_inf);
@@ -140,6 +154,24 @@ class EagerBucket {
     }
   }
 
+  // master_weights in one pass: fusedlr::*_update_master_ (masters, 16-bit grads and params).
+  void run_master(const at::Tensor& hparams, const at::Tensor& group_lr,
+                  const OptTensor& grad_scale, const OptTensor& found_inf) {
+    if (sgd_) {
+      static const auto op = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("fusedlr::sgd_update_master_", "")
+                                 .typed<SgdMasterOp>();
+      op.call(params_, grads_, states_[0], steps_, sources_, meta_, hparams, group_lr, grad_scale,
+              found_inf);
+    } else {
+      static const auto op = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("fusedlr::adam_update_master_", "")
+                                 .typed<AdamMasterOp>();
+      op.call(params_, grads_, states_[0], states_[1], states_[2], steps_, sources_, meta_, hparams,
+              group_lr, grad_scale, found_inf);
+    }
+  }
+
   // Forgets gathered grads without running (another bucket had a param without a grad).
   void drop() { grads_.clear(); }
 
@@ -150,6 +182,7 @@ class EagerBucket {
   std::vector<std::vector<at::Tensor>> states_;
   std::vector<at::Tensor> steps_;
   at::Tensor meta_;
+  std::vector<at::Tensor> sources_;  // master_weights in one pass: the 16-bit params
   std::vector<at::Tensor> grads_;
   int64_t numel_ = 0;
   bool sgd_ = false;
@@ -186,9 +219,10 @@ void bind_eager_bucket(pybind11::module_& m) {
   py::class_<EagerBucket>(m, "EagerBucket",
                           "The eager step of one (device, dtype) bucket, grads read in C++.")
       .def(py::init<const std::string&, std::vector<at::Tensor>,
-                    std::vector<std::vector<at::Tensor>>, std::vector<at::Tensor>, at::Tensor>(),
+                    std::vector<std::vector<at::Tensor>>, std::vector<at::Tensor>, at::Tensor,
+                    std::vector<at::Tensor>>(),
            py::arg("algorithm"), py::arg("params"), py::arg("states"), py::arg("steps"),
-           py::arg("meta"))
+           py::arg("meta"), py::arg("sources") = std::vector<at::Tensor>{})
       .def("gather", &EagerBucket::gather, py::arg("check") = true,
            "Reads every param's grad; False when one has none. With check, raises on a grad "
            "that does not match its param.")

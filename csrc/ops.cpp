@@ -21,6 +21,18 @@ TORCH_LIBRARY(fusedlr, m) {
       "adam_update_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, "
       "Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] steps, Tensor meta, "
       "Tensor hparams, Tensor group_lr, Tensor? grad_scale, Tensor? found_inf) -> ()");
+  // master_weights in one pass (CPU): masters (float32) stepped with the grads of the 16-bit
+  // params, which receive the rounded masters; otherwise as sgd_update_ / adam_update_ (grads
+  // are not written back).
+  m.def(
+      "sgd_update_master_(Tensor(a!)[] masters, Tensor[] grads, Tensor(c!)[] momentum_buffers, "
+      "Tensor(d!)[] steps, Tensor(e!)[] params, Tensor meta, Tensor hparams, Tensor group_lr, "
+      "Tensor? grad_scale, Tensor? found_inf) -> ()");
+  m.def(
+      "adam_update_master_(Tensor(a!)[] masters, Tensor[] grads, Tensor(c!)[] exp_avgs, "
+      "Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] steps, "
+      "Tensor(g!)[] params, Tensor meta, Tensor hparams, Tensor group_lr, Tensor? grad_scale, "
+      "Tensor? found_inf) -> ()");
   // Schedule-free SGD / AdamW (schedule_free.h). update_: one step of one device: checks every
   // argument, advances each group's state row [k, lr_max, weight_sum, lr, c, bc2, -, -] (as
   // prepare_ alone does), then updates y, z (and AdamW's exp_avg_sqs; empty for SGD);

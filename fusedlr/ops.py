@@ -31,6 +31,21 @@ def adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, m
                       hparams, group_lr, grad_scale, found_inf)
 
 
+def sgd_update_master_(masters, grads, momentum_buffers, steps, params, meta, hparams, group_lr,
+                       grad_scale=None, found_inf=None) -> None:
+    """master_weights in one pass (CPU): the float32 masters stepped with the 16-bit params'
+    grads, the rounded masters written to the params."""
+    _ops.sgd_update_master_(masters, grads, momentum_buffers, steps, params, meta, hparams,
+                            group_lr, grad_scale, found_inf)
+
+
+def adam_update_master_(masters, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, params,
+                        meta, hparams, group_lr, grad_scale=None, found_inf=None) -> None:
+    """master_weights in one pass (CPU), Adam / AdamW: see sgd_update_master_."""
+    _ops.adam_update_master_(masters, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+                             params, meta, hparams, group_lr, grad_scale, found_inf)
+
+
 def schedule_free_prepare_(program, hparams, state) -> None:
     """Advances every group's schedule-free state row by one step (schedule_free.h)."""
     _ops.schedule_free_prepare_(program, hparams, state)
@@ -57,6 +72,18 @@ def grad_norms_(grads, ord: float, out) -> None:
 def schedule_values(program: torch.Tensor, root: int, base_lr: float, start: int, n: int):
     """Rows (lr, momentum) of the program at t = start .. start+n-1 (host evaluation)."""
     return _ops.schedule_values(program, root, base_lr, start, n)
+
+
+@torch.library.register_fake("fusedlr::sgd_update_master_")
+def _sgd_update_master_fake(masters, grads, momentum_buffers, steps, params, meta, hparams,
+                            group_lr, grad_scale=None, found_inf=None):
+    return None
+
+
+@torch.library.register_fake("fusedlr::adam_update_master_")
+def _adam_update_master_fake(masters, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+                             params, meta, hparams, group_lr, grad_scale=None, found_inf=None):
+    return None
 
 
 @torch.library.register_fake("fusedlr::grad_norms_")

@@ -110,7 +110,7 @@ class _Call:
     """Cached op arguments for one subset (those with grads) of a bucket's params."""
 
     __slots__ = ("params", "lists", "steps", "meta", "sources", "grads32", "dtensor", "eager",
-                 "native", "norm_buf", "norm_views")
+                 "native", "norm_buf", "norm_views", "one_pass")
 
     def __init__(self, params, lists, steps, meta):
         self.params = params
@@ -124,6 +124,7 @@ class _Call:
         self.native = None  # that _C.EagerBucket, built by the first eager step
         self.norm_buf = None  # max_grad_norm: the norm of each grad (fusedlr/_clip.py)
         self.norm_views = None  # its elements, the out= of _foreach_norm
+        self.one_pass = False  # master_weights: the one-pass op (sources and params in one call)
 
 
 class _Bucket:
@@ -227,6 +228,9 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         return tuple(row)
 
     _decoupled = False
+    # master_weights: the one-pass op where it applies (False: always the three-pass path, kept
+    # as the reference of tests/test_master_one_pass.py and benchmarks/bench_master.py)
+    _master_one_pass = True
 
     def _group_needs(self, group: dict) -> bool:
         """Whether the group's params need the optional state (momentum buffer / max_exp_avg_sq)."""
@@ -363,10 +367,20 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         call.dtensor = any(hasattr(bucket.params[i], "to_local") for i in idxs)
         if master:
             call.sources = [_local(bucket.params[i]) for i in idxs]
-            for i, m in zip(idxs, params, strict=True):
-                if bucket.params[i] not in self._grad32:
-                    self._grad32[bucket.params[i]] = torch.empty_like(m)
-            call.grads32 = [self._grad32[bucket.params[i]] for i in idxs]
+            # One pass (CPU, contiguous 16-bit params and masters): the op reads the 16-bit
+            # grads and writes the masters and the rounded params. Else three: grads copied to
+            # float32 buffers, the float32 update, the masters copied to the params.
+            call.one_pass = (self._master_one_pass and bucket.device.type == "cpu"
+                             and not call.dtensor
+                             and all(p.is_contiguous() for p in call.sources)
+                             and all(m.is_contiguous() for m in params))
+            if call.one_pass:
+                call.eager = not call.dtensor and len(idxs) == len(bucket.params)
+            else:
+                for i, m in zip(idxs, params, strict=True):
+                    if bucket.params[i] not in self._grad32:
+                        self._grad32[bucket.params[i]] = torch.empty_like(m)
+                call.grads32 = [self._grad32[bucket.params[i]] for i in idxs]
         else:
             call.eager = not call.dtensor and len(idxs) == len(bucket.params)
         return call
@@ -378,7 +392,8 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         refcount boundary that decrefs a Python object with the GIL re-taken."""
         if call.native is None and call.eager:
             call.native = _C.EagerBucket(self._algorithm, call.params,
-                                         [list(x) for x in call.lists], call.steps, call.meta)
+                                         [list(x) for x in call.lists], call.steps, call.meta,
+                                         call.sources or [])
         return call.native
 
     def _call_for(self, bucket: _Bucket, grads: list) -> tuple[_Call, list]:
@@ -456,13 +471,22 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
             ds = self._devices[bucket.device]
             scale = _on(grad_scale, bucket.device)
             inf = _on(found_inf, bucket.device)
-            if self._algorithm == "sgd":
+            if call.one_pass and self._algorithm == "sgd":
+                ops.sgd_update_master_(call.params, grads, call.lists[0], call.steps,
+                                       call.sources, call.meta, ds.hparams, ds.group_lr, scale,
+                                       inf)
+            elif call.one_pass:
+                ops.adam_update_master_(call.params, grads, call.lists[0], call.lists[1],
+                                        call.lists[2], call.steps, call.sources, call.meta,
+                                        ds.hparams, ds.group_lr, scale, inf)
+            elif self._algorithm == "sgd":
                 ops.sgd_update_(call.params, grads, call.lists[0], call.steps, call.meta,
                                 ds.hparams, ds.group_lr, scale, inf)
             else:
                 ops.adam_update_(call.params, grads, call.lists[0], call.lists[1], call.lists[2],
                                  call.steps, call.meta, ds.hparams, ds.group_lr, scale, inf)
-            if call.sources is not None:  # master_weights: round the fp32 masters to nearest
+            if call.sources is not None and not call.one_pass:
+                # master_weights, three passes: round the fp32 masters to nearest
                 torch._foreach_copy_(call.sources, call.params)
         self._advance_counters(found_inf)
         return found_inf
@@ -569,7 +593,7 @@ def _prepare_grads(call: _Call, grads: list) -> list:
     """The grads the op receives: local shards of DTensor grads; fp32 copies for master_weights."""
     if call.dtensor:
         grads = [_local(g) for g in grads]
-    if call.sources is not None:
+    if call.sources is not None and not call.one_pass:
         _check_grads(call.sources, grads)  # before copy_, which would broadcast a wrong shape
         torch._foreach_copy_(call.grads32, grads)
         grads = call.grads32

@@ -1,4 +1,4 @@
-"""Smoke runs of the benchmarks' --quick mode (bench_schedulefree, bench_clip, bench_layouts):
+"""Smoke runs of the benchmarks' --quick mode (schedulefree, clip, layouts, master):
 tiny sizes, a few samples, no timing asserts; the table has every row and names the machine."""
 
 import os
@@ -14,6 +14,7 @@ CASES = {
     "bench_schedulefree.py": ("| fusedlr |", 4, "schedulefree foreach"),
     "bench_clip.py": ("| fusedlr AdamW(max_grad_norm=1.0) |", 3, "clip_grad_norm_(foreach)"),
     "bench_layouts.py": ("| channels_last |", 2, "| contiguous |"),
+    "bench_master.py": ("| one pass |", 4, "| three passes |"),
 }
 
 

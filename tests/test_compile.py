@@ -233,6 +233,34 @@ def _adam_update_samples():
     return out
 
 
+def _master_args(cls, **kw):
+    """A master_weights optimizer on bfloat16 params after one step: its one-pass call."""
+    torch.manual_seed(0)
+    params = [torch.randn(5, 3).bfloat16(), torch.randn(9).bfloat16()]
+    opt = cls(params, schedule=schedules.LinearLR(0.5, 1.0, 4), master_weights=True, **kw)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    bucket = opt._buckets[0]
+    call = bucket.calls[None]
+    assert call.one_pass
+    return call, opt._devices[bucket.device], [q.grad for q in call.sources]
+
+
+def _sgd_update_master_samples():
+    call, ds, grads = _master_args(fusedlr.SGD, lr=0.1, momentum=0.9)
+    base = (call.params, grads, call.lists[0], call.steps, call.sources, call.meta, ds.hparams,
+            ds.group_lr)
+    return _amp_variants(base)
+
+
+def _adam_update_master_samples():
+    call, ds, grads = _master_args(fusedlr.AdamW, lr=0.01, amsgrad=True)
+    base = (call.params, grads, *call.lists, call.steps, call.sources, call.meta, ds.hparams,
+            ds.group_lr)
+    return _amp_variants(base)
+
+
 def _schedule_values_samples():
     program, root = schedules.CosineAnnealingLR(5).program()
     return [(program, root, 0.1, 0, 7), (program, root, 1.0, 3, 0)]
@@ -310,6 +338,8 @@ def _grad_norms_samples():
 
 SAMPLES = {
     "grad_norms_": _grad_norms_samples,
+    "sgd_update_master_": _sgd_update_master_samples,
+    "adam_update_master_": _adam_update_master_samples,
     "schedule_free_prepare_": _schedule_free_prepare_samples,
     "schedule_free_update_": _schedule_free_update_samples,
     "schedule_free_swap_": _schedule_free_swap_samples,

@@ -23,6 +23,15 @@ template <typename T>
 using AdamSpanFn = void (*)(T* p, T* g, void* m, void* v, void* vmax, int64_t n,
                             const AdamScalars& s);
 
+// master_weights in one pass (update_kernels.h): float32 master and state, grad and the
+// rounded copy `low` of the 16-bit param type T.
+template <typename T>
+using SgdMasterSpanFn = void (*)(float* master, const T* g, T* low, void* buf, int64_t n,
+                                 const SgdScalars& s);
+template <typename T>
+using AdamMasterSpanFn = void (*)(float* master, const T* g, T* low, void* m, void* v, void* vmax,
+                                  int64_t n, const AdamScalars& s);
+
 // State buffers (buf, m, v, vmax) are float for float/half/bfloat16 params and
 // double for double params; vmax and buf may be null when unused.
 struct KernelTable {
@@ -39,6 +48,10 @@ struct KernelTable {
   ScheduleFreeSpanFn<double> schedule_free_f64;
   ScheduleFreeSpanFn<c10::BFloat16> schedule_free_bf16;
   ScheduleFreeSpanFn<c10::Half> schedule_free_f16;
+  SgdMasterSpanFn<c10::BFloat16> sgd_master_bf16;
+  SgdMasterSpanFn<c10::Half> sgd_master_f16;
+  AdamMasterSpanFn<c10::BFloat16> adam_master_bf16;
+  AdamMasterSpanFn<c10::Half> adam_master_f16;
 };
 
 KernelTable kernel_table_default();

@@ -31,6 +31,7 @@ struct Job {
   void* s2;  // max_exp_avg_sq (Adam with amsgrad)
   float* step;
   Scalars scalars;
+  void* low = nullptr;  // master_weights in one pass: the 16-bit param the master is rounded to
 };
 
 struct WorkItem {
@@ -142,6 +143,62 @@ void run_adam(const KernelTable& k, at::ScalarType dtype, const Job<AdamScalars>
     default:
       break;
   }
+}
+
+// The one-pass master kernels of the 16-bit type `dtype` (the bucket's params), one work item:
+// j.p is the float32 master, j.g the 16-bit grad, j.low the 16-bit param.
+void run_sgd_master(const KernelTable& k, at::ScalarType dtype, const Job<SgdScalars>& j,
+                    const WorkItem& w) {
+  const int64_t b = w.begin, len = w.end - w.begin;
+  if (dtype == at::kBFloat16) {
+    k.sgd_master_bf16(at_offset<float>(j.p, b), at_offset<at::BFloat16>(j.g, b),
+                      at_offset<at::BFloat16>(j.low, b), at_offset<float>(j.s0, b), len, j.scalars);
+  } else {
+    k.sgd_master_f16(at_offset<float>(j.p, b), at_offset<at::Half>(j.g, b),
+                     at_offset<at::Half>(j.low, b), at_offset<float>(j.s0, b), len, j.scalars);
+  }
+}
+
+void run_adam_master(const KernelTable& k, at::ScalarType dtype, const Job<AdamScalars>& j,
+                     const WorkItem& w) {
+  const int64_t b = w.begin, len = w.end - w.begin;
+  if (dtype == at::kBFloat16) {
+    k.adam_master_bf16(at_offset<float>(j.p, b), at_offset<at::BFloat16>(j.g, b),
+                       at_offset<at::BFloat16>(j.low, b), at_offset<float>(j.s0, b),
+                       at_offset<float>(j.s1, b), at_offset<float>(j.s2, b), len, j.scalars);
+  } else {
+    k.adam_master_f16(at_offset<float>(j.p, b), at_offset<at::Half>(j.g, b),
+                      at_offset<at::Half>(j.low, b), at_offset<float>(j.s0, b),
+                      at_offset<float>(j.s1, b), at_offset<float>(j.s2, b), len, j.scalars);
+  }
+}
+
+// The one-pass master update's arguments: the 16-bit params, their grads, state, steps and meta
+// as a 16-bit bucket (check_bucket), stepped in place (no copy: the masters are the params the
+// update reads and writes), and one float32 master per param with its sizes and strides.
+BucketView check_master(const char* op, at::TensorList masters, at::TensorList params,
+                        at::TensorList grads, std::vector<NamedList> states, at::TensorList steps,
+                        const at::Tensor& meta, const at::Tensor& hparams,
+                        const at::Tensor& group_lr) {
+  TORCH_CHECK(masters.size() == params.size(), op, ": masters and params must have the same ",
+              "length, got ", masters.size(), " and ", params.size());
+  BucketView view =
+      check_bucket(op, params, grads, std::move(states), steps, meta, hparams, group_lr);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const at::Tensor& p = params[i];
+    const at::Tensor& m = masters[i];
+    TORCH_CHECK(p.scalar_type() == at::kBFloat16 || p.scalar_type() == at::kHalf, op, ": params[",
+                i, "] is ", p.scalar_type(), "; the master update takes bfloat16 ",
+                "and float16 params");
+    TORCH_CHECK(m.scalar_type() == at::kFloat && m.sizes() == p.sizes() &&
+                    m.strides() == p.strides() && m.device() == p.device(),
+                op, ": masters[", i, "] must be a float32 tensor with the sizes and strides of ",
+                "params[", i, "] on ", p.device());
+  }
+  // (a grad in another layout is read through a copy: grads are not written back here)
+  TORCH_CHECK(view.param_copies.empty(), op,
+              ": the one-pass master update needs dense params with their state in their layout");
+  return view;
 }
 
 // Runs every tensor's kernel in one parallel region. make_job(i, memo) reads
@@ -256,7 +313,92 @@ void adam_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList
   view.write_back(grad_stored(gs));
 }
 
+// master_weights in one pass: masters[i] (float32) is stepped with the grad of the 16-bit
+// params[i], and written, rounded to nearest even, to params[i]; bit for bit the three-pass
+// path (grads copied to float32, the float32 update, the masters copied to the params).
+void sgd_update_master_cpu(at::TensorList masters, at::TensorList grads, at::TensorList bufs,
+                           at::TensorList steps, at::TensorList params, const at::Tensor& meta,
+                           const at::Tensor& hparams, const at::Tensor& group_lr,
+                           const std::optional<at::Tensor>& grad_scale,
+                           const std::optional<at::Tensor>& found_inf) {
+  const char* op = "sgd_update_master_";
+  const BucketView view = check_master(op, masters, params, grads, {{"momentum_buffers", bufs}},
+                                       steps, meta, hparams, group_lr);
+  if (skip_for_inf(found_inf)) return;
+  const double gs = scale_value(grad_scale);
+  const int64_t n = static_cast<int64_t>(params.size());
+  const double* hp = hparams.data_ptr<double>();
+  const double* lrm = group_lr.data_ptr<double>();
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
+    TORCH_CHECK(lrm[2 * g + 1] == 0.0 || slot >= 0, op, ": tensor ", i, " of group ", g,
+                " has momentum ", lrm[2 * g + 1], " but no momentum buffer slot");
+  }
+  const auto make_job = [&](int64_t i, Memo<SgdScalars>& memo) {
+    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
+    Job<SgdScalars> j;
+    j.step = static_cast<float*>(steps[i].data_ptr());
+    j.scalars = memo.get(g, *j.step, [&] {
+      return make_sgd_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step), gs);
+    });
+    j.scalars.has_buf = j.scalars.has_buf && slot >= 0;
+    j.p = masters[i].data_ptr();
+    j.g = view.grads[i]->data_ptr();
+    j.low = view.params[i]->data_ptr();
+    j.s0 = j.scalars.has_buf ? data_or_null(bufs[slot]) : nullptr;
+    j.s1 = j.s2 = nullptr;
+    return j;
+  };
+  run_tensors<SgdScalars>(view, make_job, run_sgd_master,
+                          [](const Job<SgdScalars>& j) { return j.scalars.has_buf; });
+}
+
+void adam_update_master_cpu(at::TensorList masters, at::TensorList grads, at::TensorList exp_avgs,
+                            at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
+                            at::TensorList steps, at::TensorList params, const at::Tensor& meta,
+                            const at::Tensor& hparams, const at::Tensor& group_lr,
+                            const std::optional<at::Tensor>& grad_scale,
+                            const std::optional<at::Tensor>& found_inf) {
+  const char* op = "adam_update_master_";
+  const BucketView view = check_master(
+      op, masters, params, grads,
+      {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
+      steps, meta, hparams, group_lr);
+  if (skip_for_inf(found_inf)) return;
+  const double gs = scale_value(grad_scale);
+  const int64_t n = static_cast<int64_t>(params.size());
+  const double* hp = hparams.data_ptr<double>();
+  const double* lrm = group_lr.data_ptr<double>();
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
+    TORCH_CHECK(hp[g * kGroupFields + kAmsgrad] == 0.0 || slot >= 0, op, ": tensor ", i,
+                " of group ", g, " uses amsgrad but has no max_exp_avg_sq slot");
+  }
+  const auto make_job = [&](int64_t i, Memo<AdamScalars>& memo) {
+    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
+    Job<AdamScalars> j;
+    j.step = static_cast<float*>(steps[i].data_ptr());
+    j.scalars = memo.get(g, *j.step, [&] {
+      return make_adam_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step),
+                               gs);
+    });
+    j.p = masters[i].data_ptr();
+    j.g = view.grads[i]->data_ptr();
+    j.low = view.params[i]->data_ptr();
+    j.s0 = exp_avgs[i].data_ptr();
+    j.s1 = exp_avg_sqs[i].data_ptr();
+    j.s2 = j.scalars.amsgrad ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
+    return j;
+  };
+  run_tensors<AdamScalars>(view, make_job, run_adam_master,
+                           [](const Job<AdamScalars>&) { return true; });
+}
+
 TORCH_LIBRARY_IMPL(fusedlr, CPU, m) {
+  m.impl("sgd_update_master_", &sgd_update_master_cpu);
+  m.impl("adam_update_master_", &adam_update_master_cpu);
   m.impl("sgd_update_", &sgd_update_cpu);
   m.impl("adam_update_", &adam_update_cpu);
 }

@@ -129,6 +129,75 @@ void adam_span(T* p, T* g, void* m_v, void* v_v, void* vmax_v, int64_t n, const 
   }
 }
 
+// master_weights in one pass: the float32 master is the param the update reads and writes, the
+// grad is the 16-bit param's (T), and the master rounded to T (to nearest even, as the copy of
+// the three-pass path) is written to the 16-bit param. Grads are not written back.
+template <typename T>
+void sgd_master_span(float* master, const T* g, T* low, void* buf_v, int64_t n,
+                     const SgdScalars& s) {
+  using L = Lanes<T>;
+  using OVec = typename L::OVec;
+  float* buf = static_cast<float*>(buf_v);
+  const SgdCoeffs<OVec> cv = SgdCoeffs<OVec>::template make<float>(s);
+  const SgdCoeffs<float> cs = SgdCoeffs<float>::template make<float>(s);
+  int64_t i = 0;
+  for (; i + L::kStep <= n; i += L::kStep) {
+    OVec pv[L::kParts], gv[L::kParts], bv[L::kParts];
+    L::load_state(master + i, pv);
+    L::load(g + i, gv);
+    if (buf && !cv.first()) L::load_state(buf + i, bv);
+    for (int k = 0; k < L::kParts; ++k) sgd_element(pv[k], gv[k], bv[k], cv);
+    L::store_state(master + i, pv);
+    L::store(low + i, pv);
+    if (buf) L::store_state(buf + i, bv);
+  }
+  for (; i < n; ++i) {
+    float pv = master[i], gv = static_cast<float>(g[i]);
+    float bv = (buf && !cs.first()) ? buf[i] : 0.0f;
+    sgd_element(pv, gv, bv, cs);
+    master[i] = pv;
+    low[i] = static_cast<T>(pv);
+    if (buf) buf[i] = bv;
+  }
+}
+
+template <typename T>
+void adam_master_span(float* master, const T* g, T* low, void* m_v, void* v_v, void* vmax_v,
+                      int64_t n, const AdamScalars& s) {
+  using L = Lanes<T>;
+  using OVec = typename L::OVec;
+  float* m = static_cast<float*>(m_v);
+  float* v = static_cast<float*>(v_v);
+  float* vmax = static_cast<float*>(vmax_v);
+  const AdamCoeffs<OVec> cv = AdamCoeffs<OVec>::template make<float>(s);
+  const AdamCoeffs<float> cs = AdamCoeffs<float>::template make<float>(s);
+  int64_t i = 0;
+  for (; i + L::kStep <= n; i += L::kStep) {
+    OVec pv[L::kParts], gv[L::kParts], mv[L::kParts], vv[L::kParts], xv[L::kParts];
+    L::load_state(master + i, pv);
+    L::load(g + i, gv);
+    L::load_state(m + i, mv);
+    L::load_state(v + i, vv);
+    if (vmax) L::load_state(vmax + i, xv);
+    for (int k = 0; k < L::kParts; ++k) {
+      adam_element<OVec, VecOps<OVec>>(pv[k], gv[k], mv[k], vv[k], xv[k], cv);
+    }
+    L::store_state(master + i, pv);
+    L::store(low + i, pv);
+    L::store_state(m + i, mv);
+    L::store_state(v + i, vv);
+    if (vmax) L::store_state(vmax + i, xv);
+  }
+  for (; i < n; ++i) {
+    float pv = master[i], gv = static_cast<float>(g[i]);
+    float xv = vmax ? vmax[i] : 0.0f;
+    adam_element<float, ScalarOps<float>>(pv, gv, m[i], v[i], xv, cs);
+    master[i] = pv;
+    low[i] = static_cast<T>(pv);
+    if (vmax) vmax[i] = xv;
+  }
+}
+
 // Schedule-free update or train/eval switch (schedule_free.h) of n elements; the state z and
 // v have the param's type (as the schedulefree package keeps them).
 template <typename T>
@@ -179,7 +248,11 @@ inline KernelTable make_table(const char* isa) {
                      &schedule_free_span<float>,
                      &schedule_free_span<double>,
                      &schedule_free_span<c10::BFloat16>,
-                     &schedule_free_span<c10::Half>};
+                     &schedule_free_span<c10::Half>,
+                     &sgd_master_span<c10::BFloat16>,
+                     &sgd_master_span<c10::Half>,
+                     &adam_master_span<c10::BFloat16>,
+                     &adam_master_span<c10::Half>};
 }
 
 }  // namespace FUSEDLR_ISA_NS
