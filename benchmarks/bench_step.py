@@ -16,7 +16,9 @@ What is timed, per case and optimizer (SGD momentum=0.9, Adam, AdamW weight_deca
   * fusedlr:             ``opt.step()`` with ``schedule=CosineAnnealingLR(T_max)`` on the device;
   * torch foreach+sched: ``torch.optim.X(foreach=True)``, ``opt.step(); sched.step()`` with
                          ``torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max)``;
-  * torch fused+sched:   the same with ``fused=True``.
+  * torch fused+sched:   the same with ``fused=True``;
+  * deepspeed cpu_adam+sched (``--baselines ...,deepspeed``, optional): DeepSpeedCPUAdam (fp32
+                         Adam / AdamW on the CPU; its op builds itself on first use).
 All variants update the same parameter tensors with the same (fixed) grads, each with its own
 optimizer state. Each variant is warmed up, then sampled ``--repeats`` times, round robin over
 the variants (so drift in machine load hits all of them alike); a sample times ``inner``
@@ -222,6 +224,10 @@ def make_variants(
     out.append(Variant("fusedlr", fo, fo.step, torch.float32 if low else dtype))
 
     for flag in baselines:
+        if flag == "deepspeed":
+            ds = deepspeed_variant(opt_name, params, device, hp)
+            out += [ds] if ds is not None else []
+            continue
         to = TORCH_CLS[opt_name](params, **hp, **{flag: True})
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(to, T_max=T_MAX)
 
@@ -234,6 +240,28 @@ def make_variants(
     if device.type == "cuda":
         out += cuda_graph_variants(opt_name, params, hp)
     return out
+
+
+def deepspeed_variant(opt_name: str, params: list, device: torch.device, hp: dict):
+    """DeepSpeed's CPU Adam (``DeepSpeedCPUAdam``, its op JIT-built on first use, about 5
+    minutes) + CosineAnnealingLR, for fp32 Adam / AdamW on the CPU; None where it does not apply
+    or DeepSpeed is not installed (an optional baseline: ``pip install deepspeed``)."""
+    if opt_name == "sgd" or device.type != "cpu" or params[0].dtype != torch.float32:
+        return None
+    try:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+    except Exception as e:  # noqa: BLE001 - any import failure means: no baseline
+        print(f"# deepspeed baseline skipped: {type(e).__name__}: {e}")
+        return None
+    to = DeepSpeedCPUAdam(params, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0.0),
+                          adamw_mode=opt_name == "adamw")
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(to, T_max=T_MAX)
+
+    def step():
+        to.step()
+        sched.step()
+
+    return Variant("deepspeed cpu_adam+sched", to, step, torch.float32)
 
 
 def cuda_graph_variants(opt_name: str, params: list, hp: dict) -> list[Variant]:
@@ -595,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="all", help="comma-separated case names (see --list)")
     ap.add_argument("--opts", default="sgd,adam,adamw", help="comma-separated: sgd,adam,adamw")
     ap.add_argument(
-        "--baselines", default="foreach,fused", help="torch variants: foreach,fused (or one)"
+        "--baselines", default="foreach,fused",
+        help="baselines: foreach,fused (torch) and optionally deepspeed"
     )
     ap.add_argument("--repeats", type=int, default=None, help="samples per variant (default 15)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant")
@@ -631,8 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in all_cases]
     opt_names = args.opts.split(",")
     args.baselines = tuple(args.baselines.split(","))
-    if any(b not in ("foreach", "fused") for b in args.baselines):
-        ap.error(f"--baselines: foreach and/or fused, got {args.baselines}")
+    if any(b not in ("foreach", "fused", "deepspeed") for b in args.baselines):
+        ap.error(f"--baselines: foreach, fused and/or deepspeed, got {args.baselines}")
     if unknown or any(o not in HPARAMS for o in opt_names):
         ap.error(f"unknown case/opt: {unknown or opt_names}; cases: {', '.join(all_cases)}")
 
