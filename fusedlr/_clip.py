@@ -59,6 +59,20 @@ class GradClip:
         self.skipped = None  # float64 [] on the first device: steps skipped (a non-finite norm)
         self._coef = self._scale = self._found = None
 
+    def init_buffers(self, device: torch.device) -> None:
+        """The per-step scalars on `device` (the optimizer's first); ``norm`` exists from
+        construction on, so a caller may hold it before the first step (HF Trainer logs it)."""
+        if self.norm is not None and self.norm.device == device:
+            return
+        self.norm = torch.zeros((), dtype=torch.float64, device=device)
+        self.skipped = torch.zeros((), dtype=torch.float64, device=device)
+        self._coef = torch.zeros((), dtype=torch.float64, device=device)
+        # the ops' grad_scale: the CUDA kernels read float32 (a float64 one would be converted
+        # every step), the CPU kernels any dtype (float64 keeps fp64 exact)
+        scale_dt = torch.float64 if device.type == "cpu" else torch.float32
+        self._scale = torch.zeros(1, dtype=scale_dt, device=device)
+        self._found = torch.zeros(1, dtype=torch.float32, device=device)
+
     # -- buffers -----------------------------------------------------------------------------
     def _ensure(self, work) -> None:
         key = tuple((id(call), call_grads_len(call)) for _, call, _ in work)
@@ -75,16 +89,7 @@ class GradClip:
                 call.norm_buf = torch.zeros(len(grads) + 1, dtype=dt, device=bucket.device)
                 call.norm_views = list(call.norm_buf[:-1].unbind(0))
         self._devices = {dev: _DeviceBuffers(dev, n) for dev, n in counts.items()}
-        first = next(iter(counts)) if counts else torch.device("cpu")
-        if self.norm is None or self.norm.device != first:
-            self.norm = torch.zeros((), dtype=torch.float64, device=first)
-            self.skipped = torch.zeros((), dtype=torch.float64, device=first)
-            self._coef = torch.zeros((), dtype=torch.float64, device=first)
-            # the ops' grad_scale: the CUDA kernels read float32 (a float64 one would be
-            # converted every step), the CPU kernels any dtype (float64 keeps fp64 exact)
-            scale_dt = torch.float64 if first.type == "cpu" else torch.float32
-            self._scale = torch.zeros(1, dtype=scale_dt, device=first)
-            self._found = torch.zeros(1, dtype=torch.float32, device=first)
+        self.init_buffers(next(iter(counts)) if counts else torch.device("cpu"))
         self._layout_key = key
 
     # -- the step ----------------------------------------------------------------------------

@@ -166,6 +166,9 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         self._init_host_mirror()
         super().__init__(params, defaults)
         self._relayout()
+        if self._clip is not None:  # last_grad_norm exists before the first step
+            first = self._buckets[0].device if self._buckets else torch.device("cpu")
+            self._clip.init_buffers(first)
         self._ready = True
 
     # -- clipping -------------------------------------------------------------------------------

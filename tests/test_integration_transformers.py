@@ -228,6 +228,35 @@ def test_trainer_matches_native_adamw_and_cosine(tmp_path):
     assert lr_f.keys() == lr_n.keys()
     for step, value in lr_n.items():  # native Trainer logs the lr its step used, as we do
         assert lr_f[step] == pytest.approx(value, rel=1e-12, abs=1e-15), step
+    # clipping (max_grad_norm=1.0) ran inside the fusedlr step; the logged norm is the same
+    assert opt.max_grad_norm == 1.0
+    gn_f, gn_n = logged(fused, "grad_norm"), logged(native, "grad_norm")
+    assert gn_f.keys() == gn_n.keys() and len(gn_n) == 24
+    for step, value in gn_n.items():
+        assert gn_f[step] == pytest.approx(value, rel=1e-9), step
+
+
+def test_clipping_moves_into_the_step(tmp_path):
+    """A max_grad_norm every step clips at: Trainer's clip_grad_norm_ + torch AdamW against
+    FusedLRTrainer, whose optimizer clips in its step (Trainer's pass skipped); same params, the
+    same logged grad_norm (the pre-clip norm)."""
+    native_model, fused_model = tiny_gpt2(torch.float64), tiny_gpt2(torch.float64)
+    args = dict(max_grad_norm=0.05, max_steps=10)
+    native = Trainer(model=native_model,
+                     args=training_args(tmp_path / "n", optim="adamw_torch", **args),
+                     train_dataset=Tokens())
+    fused = FusedLRTrainer(model=fused_model, args=training_args(tmp_path / "f", **args),
+                           train_dataset=Tokens())
+    native.train()
+    fused.train()
+    opt = fused.optimizer.optimizer
+    assert opt.max_grad_norm == 0.05
+    gn_f, gn_n = logged(fused, "grad_norm"), logged(native, "grad_norm")
+    assert min(gn_n.values()) > 0.05  # every step clipped
+    for step, value in gn_n.items():
+        assert gn_f[step] == pytest.approx(value, rel=1e-9), step
+    for p, q in zip(fused_model.parameters(), native_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-11)
 
 
 class KernelLR(TrainerCallback):

@@ -20,6 +20,11 @@ What it does, with Trainer's own code wherever possible:
   ``lr_scheduler_kwargs`` and the number of training steps Trainer computed into a fusedlr
   schedule equal to HF's lambda at every step of the run, and sets it on every group that has
   none (a schedule you gave the optimizer is kept).
+- Clipping: ``max_grad_norm`` (Trainer's default 1.0) goes to the fusedlr optimizer, which
+  clips inside its step (``fusedlr/_clip.py``); Trainer's own clipping pass is skipped and the
+  ``grad_norm`` it logs is ``optimizer.last_grad_norm`` (the same value ``clip_grad_norm_``
+  returns, read at logging time, no sync per step). A fusedlr optimizer you pass with its own
+  ``max_grad_norm`` clips with that one, and Trainer does not clip again.
 - The scheduler Trainer holds is a ``DeviceScheduleView``: an ``LRScheduler`` that never writes
   ``group['lr']`` (so Trainer adds no LambdaLR on top and ``fusedlr.DoubleScheduleWarning``
   stays silent). Its ``get_last_lr()`` is ``optimizer.get_host_lr("last")``: the lr the kernel
@@ -60,6 +65,9 @@ _FUSED_CLASSES = {torch.optim.AdamW: fusedlr.AdamW, torch.optim.Adam: fusedlr.Ad
 _SUPPORTED_OPTIM = ("adamw_torch", "adamw_torch_fused", "sgd")
 # torch implementation switches: meaningless for fusedlr's single fused kernel
 _TORCH_ONLY_KWARGS = ("foreach", "fused", "capturable")
+# Trainer clips through _clip_grad_norm / _get_grad_norm (transformers 5): there the clipping
+# moves into the fusedlr step; with a Trainer without them it stays Trainer's.
+_CAN_MOVE_CLIP = hasattr(Trainer, "_clip_grad_norm") and hasattr(Trainer, "_get_grad_norm")
 # lr_scheduler_type values decided by evaluation metrics on the host, not by the step count
 _METRIC_DRIVEN = ("reduce_lr_on_plateau", "greedy")
 # relative agreement a closed form must reach with HF's lambda at every step, else tabulated
@@ -251,7 +259,30 @@ class FusedLRTrainerMixin:
                 "AdamW, {...}))"
             )
         kwargs = {k: v for k, v in kwargs.items() if k not in _TORCH_ONLY_KWARGS}
+        if args.max_grad_norm is not None and args.max_grad_norm > 0 and _CAN_MOVE_CLIP:
+            kwargs["max_grad_norm"] = float(args.max_grad_norm)  # clipping inside the step
         return fused_cls, kwargs
+
+    def _fused_clipping(self):
+        """The fusedlr optimizer when it clips in its step (then Trainer does not), else None."""
+        fused = unwrap(self.optimizer) if self.optimizer is not None else None
+        if getattr(fused, "max_grad_norm", None) is None or not _CAN_MOVE_CLIP:
+            return None
+        return fused
+
+    def _clip_grad_norm(self, model):
+        """With a clipping fusedlr optimizer: no clipping pass here; the norm Trainer logs is
+        ``optimizer.last_grad_norm``, the device tensor the step about to run fills in place
+        (read when Trainer logs, not now: no sync)."""
+        fused = self._fused_clipping()
+        if fused is None:
+            return super()._clip_grad_norm(model)
+        return fused.last_grad_norm
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        if self._fused_clipping() is not None:
+            return grad_norm  # (Trainer would otherwise compute an unclipped norm for logging)
+        return super()._get_grad_norm(model, grad_norm)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """Sets the schedule from ``TrainingArguments`` on every group without one and returns
