@@ -165,4 +165,32 @@ inline BucketView check_bucket(const char* op, at::TensorList params, at::Tensor
   return view;
 }
 
+// The one-pass master update's arguments: the 16-bit params, their grads, state, steps and meta
+// as a 16-bit bucket (check_bucket), stepped in place (no copy: the masters are the params the
+// update reads and writes), and one float32 master per param with its sizes and strides.
+inline BucketView check_master(const char* op, at::TensorList masters, at::TensorList params,
+                               at::TensorList grads, std::vector<NamedList> states,
+                               at::TensorList steps, const at::Tensor& meta,
+                               const at::Tensor& hparams, const at::Tensor& group_lr) {
+  TORCH_CHECK(masters.size() == params.size(), op, ": masters and params must have the same ",
+              "length, got ", masters.size(), " and ", params.size());
+  BucketView view =
+      check_bucket(op, params, grads, std::move(states), steps, meta, hparams, group_lr);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const at::Tensor& p = params[i];
+    const at::Tensor& m = masters[i];
+    TORCH_CHECK(p.scalar_type() == at::kBFloat16 || p.scalar_type() == at::kHalf, op, ": params[",
+                i, "] is ", p.scalar_type(), "; the master update takes bfloat16 ",
+                "and float16 params");
+    TORCH_CHECK(m.scalar_type() == at::kFloat && m.sizes() == p.sizes() &&
+                    m.strides() == p.strides() && m.device() == p.device(),
+                op, ": masters[", i, "] must be a float32 tensor with the sizes and strides of ",
+                "params[", i, "] on ", p.device());
+  }
+  // (a grad in another layout is read through a copy: grads are not written back here)
+  TORCH_CHECK(view.param_copies.empty(), op,
+              ": the one-pass master update needs dense params with their state in their layout");
+  return view;
+}
+
 }  // namespace fusedlr

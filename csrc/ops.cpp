@@ -21,9 +21,9 @@ TORCH_LIBRARY(fusedlr, m) {
       "adam_update_(Tensor(a!)[] params, Tensor(b!)[] grads, Tensor(c!)[] exp_avgs, "
       "Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] steps, Tensor meta, "
       "Tensor hparams, Tensor group_lr, Tensor? grad_scale, Tensor? found_inf) -> ()");
-  // master_weights in one pass (CPU): masters (float32) stepped with the grads of the 16-bit
-  // params, which receive the rounded masters; otherwise as sgd_update_ / adam_update_ (grads
-  // are not written back).
+  // master_weights in one pass (CPU and CUDA): masters (float32) stepped with the grads of the
+  // 16-bit params, which receive the rounded masters; otherwise as sgd_update_ / adam_update_
+  // (grads are not written back).
   m.def(
       "sgd_update_master_(Tensor(a!)[] masters, Tensor[] grads, Tensor(c!)[] momentum_buffers, "
       "Tensor(d!)[] steps, Tensor(e!)[] params, Tensor meta, Tensor hparams, Tensor group_lr, "

@@ -33,15 +33,15 @@ def adam_update_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, m
 
 def sgd_update_master_(masters, grads, momentum_buffers, steps, params, meta, hparams, group_lr,
                        grad_scale=None, found_inf=None) -> None:
-    """master_weights in one pass (CPU): the float32 masters stepped with the 16-bit params'
-    grads, the rounded masters written to the params."""
+    """master_weights in one pass (CPU, CUDA): the float32 masters stepped with the 16-bit
+    params' grads, the rounded masters written to the params."""
     _ops.sgd_update_master_(masters, grads, momentum_buffers, steps, params, meta, hparams,
                             group_lr, grad_scale, found_inf)
 
 
 def adam_update_master_(masters, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, params,
                         meta, hparams, group_lr, grad_scale=None, found_inf=None) -> None:
-    """master_weights in one pass (CPU), Adam / AdamW: see sgd_update_master_."""
+    """master_weights in one pass (CPU, CUDA), Adam / AdamW: see sgd_update_master_."""
     _ops.adam_update_master_(masters, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
                              params, meta, hparams, group_lr, grad_scale, found_inf)
 

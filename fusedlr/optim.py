@@ -370,10 +370,10 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
         call.dtensor = any(hasattr(bucket.params[i], "to_local") for i in idxs)
         if master:
             call.sources = [_local(bucket.params[i]) for i in idxs]
-            # One pass (CPU, contiguous 16-bit params and masters): the op reads the 16-bit
-            # grads and writes the masters and the rounded params. Else three: grads copied to
-            # float32 buffers, the float32 update, the masters copied to the params.
-            call.one_pass = (self._master_one_pass and bucket.device.type == "cpu"
+            # One pass (CPU or CUDA, contiguous 16-bit params and masters): the op reads the
+            # 16-bit grads and writes the masters and the rounded params. Else three: grads
+            # copied to float32 buffers, the float32 update, the masters copied to the params.
+            call.one_pass = (self._master_one_pass and bucket.device.type in ("cpu", "cuda")
                              and not call.dtensor
                              and all(p.is_contiguous() for p in call.sources)
                              and all(m.is_contiguous() for m in params))

@@ -474,3 +474,74 @@ def test_schedule_free_launch_error():
                                    hp, state)
     assert [r["kernel"] for r in _launches()] == [SF_PREPARE]
     assert all(torch.equal(p, torch.ones_like(p)) for p in params)
+
+
+# ---------------------------------------------------------------------------------------------
+# master_weights in one pass (sgd_update_master_ / adam_update_master_ launchers)
+
+MASTER_SGD, MASTER_ADAM = 6, 7
+
+
+def _master_call(kind, dtype, sizes, seed):
+    """A master_weights optimizer on 16-bit params after two steps, fresh grads, and its call."""
+    gen = torch.Generator().manual_seed(seed)
+    params = [_rand((n,), dtype, gen) for n in sizes]
+    if kind == "sgd":
+        opt = fusedlr.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-2, master_weights=True,
+                          schedule=schedules.StepLR(step_size=1, gamma=0.5))
+    else:
+        opt = fusedlr.AdamW(params, lr=1e-2, amsgrad=True, master_weights=True,
+                            schedule=schedules.LinearLR(start_factor=0.5, total_iters=4))
+    for _ in range(2):
+        for p in params:
+            p.grad = _rand(p.shape, dtype, gen)
+        opt.step()
+    for p in params:
+        p.grad = _rand(p.shape, dtype, gen)
+    ds = opt._devices[CPU]
+    ops.eval_schedule_(ds.program, ds.hparams, ds.lr_scale, ds.counter, ds.group_lr)
+    call = opt._buckets[0].calls[None]
+    assert call.one_pass
+    return call, ds
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_master_launcher_equals_three_pass_launches(kind, dtype):
+    """The one-pass master kernels on the fake runtime against the three-pass path through the
+    same runtime (float32 copies of the grads, the float32 kernels, the masters rounded to the
+    params): bit for bit; launches as planned for depth 4 (SGD) / 6 (Adam)."""
+    call, ds = _master_call(kind, dtype, SIZES + _many(kind), seed=31)
+    grads = [p.grad for p in call.sources]
+    one = _copy([list(call.params), *map(list, call.lists), list(call.steps),
+                 list(call.sources)])
+    three = _copy([list(call.params), *map(list, call.lists), list(call.steps),
+                   list(call.sources)])
+    _reset()
+    if kind == "sgd":
+        _ops.sgd_update_master_(one[0], grads, one[1], one[2], one[3], call.meta, ds.hparams,
+                                ds.group_lr, None, None)
+    else:
+        _ops.adam_update_master_(one[0], grads, one[1], one[2], one[3], one[4], one[5],
+                                 call.meta, ds.hparams, ds.group_lr, None, None)
+    launches = _launches()
+    g32 = [g.float() for g in grads]
+    _reset()
+    if kind == "sgd":
+        _ops.sgd_update_(three[0], g32, three[1], three[2], call.meta, ds.hparams, ds.group_lr,
+                         None, None)
+    else:
+        _ops.adam_update_(three[0], g32, three[1], three[2], three[3], three[4], call.meta,
+                          ds.hparams, ds.group_lr, None, None)
+    for low, master in zip(three[-1], three[0], strict=True):
+        low.copy_(master)
+    for a_list, b_list in zip(one, three, strict=True):
+        for a, b in zip(a_list, b_list, strict=True):
+            assert torch.equal(a, b)
+    master_id, depth_cap = ((MASTER_SGD, {"large": 448, "classic": 40}) if kind == "sgd"
+                            else (MASTER_ADAM, {"large": 320, "classic": 32}))
+    update = [r for r in launches if r["kernel"] == master_id]
+    want = plan_oracle([p.numel() for p in call.params], depth_cap[LAYOUT["name"]],
+                       LAYOUT["blocks"])
+    assert (len(update), sum(r["gx"] for r in update)) == want and len(update) >= 2
+    assert all(r["param_bytes"] <= LAYOUT["param_bytes"] and r["result"] == 0 for r in launches)

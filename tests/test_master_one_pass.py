@@ -24,20 +24,20 @@ CONFIGS = {
 SIZES = (1, 7, 4097, 65537, 3, 64)
 
 
-def _run(kind, dtype, one_pass, seed, steps=7):
+def _run(kind, dtype, one_pass, seed, steps=7, device="cpu"):
     cls, kw = CONFIGS[kind]
     gen = torch.Generator().manual_seed(seed)
-    params = [torch.randn(n, generator=gen).to(dtype) for n in SIZES]
+    params = [torch.randn(n, generator=gen).to(device, dtype) for n in SIZES]
     opt = cls(params, **kw, master_weights=True, schedule=schedules.StepLR(2, gamma=0.5))
     opt._master_one_pass = one_pass
     grads_seen = []
     for t in range(steps):
-        gs = [torch.randn(p.shape, generator=gen).to(dtype) for p in params]
+        gs = [torch.randn(p.shape, generator=gen).to(device, dtype) for p in params]
         for i, (p, g) in enumerate(zip(params, gs, strict=True)):
             p.grad = None if (t == 3 and i == 2) else g.clone()
         if t in (4, 5):  # a grad scaler's arguments; step 5 overflows
-            opt.grad_scale = torch.tensor([8.0])
-            opt.found_inf = torch.tensor([float(t == 5)])
+            opt.grad_scale = torch.tensor([8.0], device=device)
+            opt.found_inf = torch.tensor([float(t == 5)], device=device)
         opt.step()
         opt.grad_scale = opt.found_inf = None
         grads_seen.append([None if p.grad is None else p.grad.clone() for p in params])
@@ -97,3 +97,19 @@ def test_bad_master_is_refused_before_any_write():
         ops.sgd_update_master_(call.params, [params[0].grad.float()], call.lists[0], call.steps,
                                [call.params[0].clone()], call.meta, ds.hparams, ds.group_lr)
     assert torch.equal(params[0], before[0]) and torch.equal(call.params[0], before[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.skipif(not fusedlr._C.cuda_compiled(), reason="fusedlr was built without CUDA")
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_cuda_one_pass_matches_three_passes(kind):
+    """On a GPU: the master kernels (sgd/adam_master_kernel) against the three-pass path; the
+    same float32 math, compiled in two kernels (nvcc may contract differently), so to float32
+    rounding rather than bit for bit."""
+    one, opt1, _ = _run(kind, torch.bfloat16, True, 12, device="cuda")
+    three, opt3, _ = _run(kind, torch.bfloat16, False, 12, device="cuda")
+    assert opt1._buckets[0].calls[None].one_pass
+    for a, b in zip(one, three, strict=True):
+        torch.testing.assert_close(opt1.state[a]["master"], opt3.state[b]["master"],
+                                   rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(a.float(), b.float(), rtol=2**-7, atol=1e-6)

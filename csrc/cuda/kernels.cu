@@ -50,6 +50,20 @@ __global__ void __launch_bounds__(mt::kBlockThreads, MinBlocksPerSm<T>::kValue)
   mt::adam_block<T>(meta, args, blockIdx.x, threadIdx.x, blockDim.x);
 }
 
+template <typename T, int Layout>
+__global__ void __launch_bounds__(mt::kBlockThreads, MinBlocksPerSm<T>::kValue)
+    sgd_master_kernel(const __grid_constant__ mt::TensorListMeta<4, Layout> meta,
+                      const mt::UpdateArgs args) {
+  mt::sgd_master_block<T>(meta, args, blockIdx.x, threadIdx.x, blockDim.x);
+}
+
+template <typename T, int Layout>
+__global__ void __launch_bounds__(mt::kBlockThreads, MinBlocksPerSm<T>::kValue)
+    adam_master_kernel(const __grid_constant__ mt::TensorListMeta<6, Layout> meta,
+                       const mt::UpdateArgs args) {
+  mt::adam_master_block<T>(meta, args, blockIdx.x, threadIdx.x, blockDim.x);
+}
+
 template <int Layout>
 __global__ void __launch_bounds__(mt::kStepThreads)
     step_kernel(const __grid_constant__ mt::StepMetaT<Layout> meta, const mt::UpdateArgs args,
@@ -121,6 +135,51 @@ int adam_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateC
 }
 
 template <typename T, int Layout>
+int sgd_master_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateCall& call) {
+  const mt::UpdateArgs args = args_of(call);
+  const auto stream = static_cast<cudaStream_t>(call.stream);
+  return launch_plan<4, Layout>(tensors, n,
+                                [&](const mt::TensorListMeta<4, Layout>& meta, int blocks) {
+                                  return FUSEDLR_LAUNCH((sgd_master_kernel<T, Layout>), blocks,
+                                                        mt::kBlockThreads, 0, stream, meta, args);
+                                });
+}
+
+template <typename T, int Layout>
+int adam_master_typed(const cuda::UpdateTensor* tensors, int64_t n, const cuda::UpdateCall& call) {
+  const mt::UpdateArgs args = args_of(call);
+  const auto stream = static_cast<cudaStream_t>(call.stream);
+  return launch_plan<6, Layout>(tensors, n,
+                                [&](const mt::TensorListMeta<6, Layout>& meta, int blocks) {
+                                  return FUSEDLR_LAUNCH((adam_master_kernel<T, Layout>), blocks,
+                                                        mt::kBlockThreads, 0, stream, meta, args);
+                                });
+}
+
+// The attributes of the update kernel `kernel` and of the step kernel: loaded (image, JIT) and
+// admitting the launch shapes.
+template <int Layout, typename Kernel>
+int check_kernel_pair(Kernel kernel) {
+  cudaFuncAttributes attr{};
+  cudaError_t err = FUSEDLR_FUNC_ATTRIBUTES(&attr, kernel);
+  if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kBlockThreads) {
+    err = cudaErrorInvalidConfiguration;
+  }
+  if (err == cudaSuccess) err = FUSEDLR_FUNC_ATTRIBUTES(&attr, step_kernel<Layout>);
+  if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kStepThreads) {
+    err = cudaErrorInvalidConfiguration;
+  }
+  if (err != cudaSuccess) FUSEDLR_CLEAR_ERROR();  // not sticky: leave no error for a later check
+  return static_cast<int>(err);
+}
+
+template <typename T, int Layout>
+int check_master_typed(bool adam) {
+  return adam ? check_kernel_pair<Layout>(adam_master_kernel<T, Layout>)
+              : check_kernel_pair<Layout>(sgd_master_kernel<T, Layout>);
+}
+
+template <typename T, int Layout>
 int check_typed(bool adam) {
   cudaFuncAttributes attr{};
   cudaError_t err = adam ? FUSEDLR_FUNC_ATTRIBUTES(&attr, (adam_kernel<T, Layout>))
@@ -176,9 +235,38 @@ int run_typed(cuda::ElemType type, int layout, const A&... a) {
   return static_cast<int>(cudaErrorInvalidValue);
 }
 
+// The 16-bit types of the master kernels, then the layout.
+template <template <typename, int> class Op, typename... A>
+int run_low_typed(cuda::ElemType type, int layout, const A&... a) {
+  switch (type) {
+    case cuda::ElemType::kHalf:
+      return run_layout<Op, __half>(layout, a...);
+    case cuda::ElemType::kBFloat16:
+      return run_layout<Op, __nv_bfloat16>(layout, a...);
+    default:
+      return static_cast<int>(cudaErrorInvalidValue);
+  }
+}
+
 template <typename T, int Layout>
 struct CheckOp {
   static int run(bool adam) { return check_typed<T, Layout>(adam); }
+};
+template <typename T, int Layout>
+struct CheckMasterOp {
+  static int run(bool adam) { return check_master_typed<T, Layout>(adam); }
+};
+template <typename T, int Layout>
+struct SgdMasterOp {
+  static int run(const cuda::UpdateTensor* t, int64_t n, const cuda::UpdateCall& c) {
+    return sgd_master_typed<T, Layout>(t, n, c);
+  }
+};
+template <typename T, int Layout>
+struct AdamMasterOp {
+  static int run(const cuda::UpdateTensor* t, int64_t n, const cuda::UpdateCall& c) {
+    return adam_master_typed<T, Layout>(t, n, c);
+  }
 };
 template <typename T, int Layout>
 struct SgdOp {
@@ -208,6 +296,20 @@ bool large_args_compiled() { return FUSEDLR_HAS_LARGE_ARGS != 0; }
 
 int check_update_kernels(ElemType type, bool adam, int layout) {
   return run_typed<CheckOp>(type, layout, adam);
+}
+
+int check_master_kernels(ElemType type, bool adam, int layout) {
+  return run_low_typed<CheckMasterOp>(type, layout, adam);
+}
+
+int launch_sgd_master_update(ElemType type, const UpdateTensor* tensors, int64_t n,
+                             const UpdateCall& call) {
+  return run_low_typed<SgdMasterOp>(type, call.arg_layout, tensors, n, call);
+}
+
+int launch_adam_master_update(ElemType type, const UpdateTensor* tensors, int64_t n,
+                              const UpdateCall& call) {
+  return run_low_typed<AdamMasterOp>(type, call.arg_layout, tensors, n, call);
 }
 
 int launch_sgd_update(ElemType type, const UpdateTensor* tensors, int64_t n,

@@ -25,8 +25,9 @@ enum class ElemType : int { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
 
 // One tensor of an update call. ptr = param, grad, then the state pointers:
 // SGD (momentum_buffer or null); Adam (exp_avg, exp_avg_sq, max_exp_avg_sq or null).
+// master_weights in one pass: float32 master, 16-bit grad, 16-bit param, then the state.
 struct UpdateTensor {
-  void* ptr[5];
+  void* ptr[6];
   int64_t numel;
   float* step;
   int32_t group;
@@ -65,6 +66,15 @@ int launch_adam_update(ElemType type, const UpdateTensor* tensors, int64_t n,
 // element type of a call first, so a call refused for these reasons launched nothing.
 // Clears the error it reports (it is not sticky). 0 = success.
 int check_update_kernels(ElemType type, bool adam, int arg_layout);
+
+// master_weights in one pass (type: the 16-bit param type, kHalf or kBFloat16; tensors as
+// UpdateTensor's master layout). Steps are only read.
+int launch_sgd_master_update(ElemType type, const UpdateTensor* tensors, int64_t n,
+                             const UpdateCall& call);
+int launch_adam_master_update(ElemType type, const UpdateTensor* tensors, int64_t n,
+                              const UpdateCall& call);
+// check_update_kernels for the master kernels (and the step kernel).
+int check_master_kernels(ElemType type, bool adam, int arg_layout);
 
 // Advances the steps of n tensors after every update launch of the call
 // (SGD: only where has_state[i] and the group's momentum is nonzero).

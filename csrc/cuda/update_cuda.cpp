@@ -57,14 +57,18 @@ const float* ptr_of(const std::optional<at::Tensor>& t) {
 template <typename Launch>
 void launch_by_type(const char* op, const BucketView& view,
                     const std::vector<cuda::UpdateTensor>& tensors, bool adam, int arg_layout,
-                    const Launch& launch) {
+                    const Launch& launch, bool master = false) {
+  const auto check = [&](at::ScalarType t) {
+    return master ? cuda::check_master_kernels(elem_type_of(t), adam, arg_layout)
+                  : cuda::check_update_kernels(elem_type_of(t), adam, arg_layout);
+  };
   const int64_t n = static_cast<int64_t>(tensors.size());
   if (n == 0) return;
   const at::ScalarType first = view.params[0]->scalar_type();
   bool uniform = true;
   for (int64_t i = 0; i < n; ++i) uniform = uniform && view.params[i]->scalar_type() == first;
   if (uniform) {
-    check_cuda(op, cuda::check_update_kernels(elem_type_of(first), adam, arg_layout));
+    check_cuda(op, check(first));
     check_cuda(op, launch(elem_type_of(first), tensors.data(), n));
     return;
   }
@@ -76,7 +80,7 @@ void launch_by_type(const char* op, const BucketView& view,
       if (view.params[i]->scalar_type() == t) subset.push_back(tensors[i]);
     }
     if (subset.empty()) continue;
-    check_cuda(op, cuda::check_update_kernels(elem_type_of(t), adam, arg_layout));
+    check_cuda(op, check(t));
     subsets.push_back(std::move(subset));
     types.push_back(t);
   }
@@ -174,7 +178,7 @@ void sgd_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList
     t.ptr[0] = view.params[i]->data_ptr();
     t.ptr[1] = view.grads[i]->data_ptr();
     t.ptr[2] = slot >= 0 ? data_or_null(bufs[slot]) : nullptr;
-    t.ptr[3] = t.ptr[4] = nullptr;
+    t.ptr[3] = t.ptr[4] = t.ptr[5] = nullptr;
     t.numel = view.params[i]->numel();
     t.step = steps[i].data_ptr<float>();
     t.group = static_cast<int32_t>(mt[2 * i]);
@@ -211,6 +215,7 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
     t.ptr[2] = exp_avgs[i].data_ptr();
     t.ptr[3] = exp_avg_sqs[i].data_ptr();
     t.ptr[4] = slot >= 0 ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
+    t.ptr[5] = nullptr;
     t.numel = view.params[i]->numel();
     t.step = steps[i].data_ptr<float>();
     t.group = static_cast<int32_t>(mt[2 * i]);
@@ -223,8 +228,86 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
   view.write_back(prep.scale.has_value());
 }
 
+// master_weights in one pass: masters (float32) stepped with the 16-bit params' grads, the
+// rounded masters written to the params (see the CPU op, csrc/cpu/update_cpu.cpp).
+void sgd_update_master_cuda(at::TensorList masters, at::TensorList grads, at::TensorList bufs,
+                            at::TensorList steps, at::TensorList params, const at::Tensor& meta,
+                            const at::Tensor& hparams, const at::Tensor& group_lr,
+                            const std::optional<at::Tensor>& grad_scale,
+                            const std::optional<at::Tensor>& found_inf) {
+  const char* op = "sgd_update_master_";
+  const BucketView view = check_master(op, masters, params, grads, {{"momentum_buffers", bufs}},
+                                       steps, meta, hparams, group_lr);
+  const rt::CUDAGuard guard(hparams.device());
+  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
+  const int64_t n = static_cast<int64_t>(params.size());
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  std::vector<cuda::UpdateTensor> tensors(n);
+  std::vector<uint8_t> has_state(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = mt[2 * i + 1];
+    cuda::UpdateTensor& t = tensors[i];
+    t.ptr[0] = masters[i].data_ptr();
+    t.ptr[1] = view.grads[i]->data_ptr();
+    t.ptr[2] = view.params[i]->data_ptr();
+    t.ptr[3] = slot >= 0 ? data_or_null(bufs[slot]) : nullptr;
+    t.ptr[4] = t.ptr[5] = nullptr;
+    t.numel = view.params[i]->numel();
+    t.step = steps[i].data_ptr<float>();
+    t.group = static_cast<int32_t>(mt[2 * i]);
+    has_state[i] = slot >= 0 ? 1 : 0;
+  }
+  launch_by_type(
+      op, view, tensors, /*adam=*/false, prep.call.arg_layout,
+      [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
+        return cuda::launch_sgd_master_update(type, ts, count, prep.call);
+      },
+      /*master=*/true);
+  launch_steps(op, steps, meta, has_state, /*sgd=*/true, prep.call);
+}
+
+void adam_update_master_cuda(at::TensorList masters, at::TensorList grads, at::TensorList exp_avgs,
+                             at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
+                             at::TensorList steps, at::TensorList params, const at::Tensor& meta,
+                             const at::Tensor& hparams, const at::Tensor& group_lr,
+                             const std::optional<at::Tensor>& grad_scale,
+                             const std::optional<at::Tensor>& found_inf) {
+  const char* op = "adam_update_master_";
+  const BucketView view = check_master(
+      op, masters, params, grads,
+      {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
+      steps, meta, hparams, group_lr);
+  const rt::CUDAGuard guard(hparams.device());
+  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
+  const int64_t n = static_cast<int64_t>(params.size());
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  std::vector<cuda::UpdateTensor> tensors(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = mt[2 * i + 1];
+    cuda::UpdateTensor& t = tensors[i];
+    t.ptr[0] = masters[i].data_ptr();
+    t.ptr[1] = view.grads[i]->data_ptr();
+    t.ptr[2] = view.params[i]->data_ptr();
+    t.ptr[3] = exp_avgs[i].data_ptr();
+    t.ptr[4] = exp_avg_sqs[i].data_ptr();
+    t.ptr[5] = slot >= 0 ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
+    t.numel = view.params[i]->numel();
+    t.step = steps[i].data_ptr<float>();
+    t.group = static_cast<int32_t>(mt[2 * i]);
+  }
+  launch_by_type(
+      op, view, tensors, /*adam=*/true, prep.call.arg_layout,
+      [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
+        return cuda::launch_adam_master_update(type, ts, count, prep.call);
+      },
+      /*master=*/true);
+  launch_steps(op, steps, meta, std::vector<uint8_t>(n, 1), /*sgd=*/false, prep.call);
+}
+
 #if !defined(FUSEDLR_FAKE_CUDA)
 TORCH_LIBRARY_IMPL(fusedlr, CUDA, m) {
+  m.impl("sgd_update_master_", &sgd_update_master_cuda);
+  m.impl("adam_update_master_", &adam_update_master_cuda);
   m.impl("eval_schedule_", &eval_schedule_cuda);
   m.impl("sgd_update_", &sgd_update_cuda);
   m.impl("adam_update_", &adam_update_cuda);

@@ -15,7 +15,8 @@
 //   fusedlr_fake_cuda::launches() -> int[]
 //       one row of kLaunchFields per launch: kernel id, grid xyz, block xyz, smem, stream,
 //       parameter bytes, result (kernel ids: 0 sgd, 1 adam, 2 step, 3 eval,
-//       4 schedule-free update / switch, 5 schedule-free prepare, -1 other);
+//       4 schedule-free update / switch, 5 schedule-free prepare, 6 sgd master, 7 adam master,
+//       -1 other);
 //   fusedlr_fake_cuda::counters() -> int[]: device guards, attribute queries, errors cleared.
 // A library of its own: test tools, not fusedlr ops (no fake kernels, no torch.compile support).
 #define FUSEDLR_FAKE_CUDA 1
@@ -44,6 +45,8 @@ int64_t kernel_id(const std::string& expr) {
   if (is("eval_schedule_kernel")) return 3;
   if (is("schedule_free_kernel")) return 4;
   if (is("schedule_free_prepare_kernel")) return 5;
+  if (is("sgd_master_kernel")) return 6;
+  if (is("adam_master_kernel")) return 7;
   return -1;
 }
 
@@ -108,6 +111,17 @@ TORCH_LIBRARY(fusedlr_fake_cuda, m) {
       "Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] steps, Tensor meta, "
       "Tensor hparams, Tensor group_lr, Tensor? grad_scale, Tensor? found_inf) -> ()",
       &adam_update_cuda);
+  m.def(
+      "sgd_update_master_(Tensor(a!)[] masters, Tensor[] grads, Tensor(c!)[] momentum_buffers, "
+      "Tensor(d!)[] steps, Tensor(e!)[] params, Tensor meta, Tensor hparams, Tensor group_lr, "
+      "Tensor? grad_scale, Tensor? found_inf) -> ()",
+      &sgd_update_master_cuda);
+  m.def(
+      "adam_update_master_(Tensor(a!)[] masters, Tensor[] grads, Tensor(c!)[] exp_avgs, "
+      "Tensor(d!)[] exp_avg_sqs, Tensor(e!)[] max_exp_avg_sqs, Tensor(f!)[] steps, "
+      "Tensor(g!)[] params, Tensor meta, Tensor hparams, Tensor group_lr, Tensor? grad_scale, "
+      "Tensor? found_inf) -> ()",
+      &adam_update_master_cuda);
   m.def("schedule_free_prepare_(Tensor program, Tensor hparams, Tensor(a!) state) -> ()",
         &schedule_free_prepare_cuda);
   m.def(

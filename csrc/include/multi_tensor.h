@@ -71,8 +71,16 @@ struct DepthTraits<3> {
   static constexpr int kMaxTensors = 48;
 };
 template <>
+struct DepthTraits<4> {  // schedule-free (y, grad, z, v); master SGD (master, grad, param, buf)
+  static constexpr int kMaxTensors = 40;
+};
+template <>
 struct DepthTraits<5> {
   static constexpr int kMaxTensors = 36;
+};
+template <>
+struct DepthTraits<6> {  // master Adam (master, grad, param, exp_avg, exp_avg_sq, max_exp_avg_sq)
+  static constexpr int kMaxTensors = 32;
 };
 
 // The same for the 32 KB layout (block_to_tensor is then uint16).
@@ -83,8 +91,16 @@ struct LargeDepthTraits<3> {
   static constexpr int kMaxTensors = 512;
 };
 template <>
+struct LargeDepthTraits<4> {
+  static constexpr int kMaxTensors = 448;
+};
+template <>
 struct LargeDepthTraits<5> {
   static constexpr int kMaxTensors = 384;
+};
+template <>
+struct LargeDepthTraits<6> {
+  static constexpr int kMaxTensors = 320;
 };
 
 // Capacity of a metadata block by depth and layout.
@@ -168,6 +184,12 @@ constexpr int step_param_bytes() {
 static_assert(update_param_bytes<TensorListMeta<3>>() <= kClassicParamBytes, "kernel arg > 4 KB");
 static_assert(update_param_bytes<TensorListMeta<5>>() <= kClassicParamBytes, "kernel arg > 4 KB");
 static_assert(step_param_bytes<StepMeta>() <= kClassicParamBytes, "kernel argument > 4 KB");
+static_assert(update_param_bytes<TensorListMeta<4>>() <= kClassicParamBytes, "kernel arg > 4 KB");
+static_assert(update_param_bytes<TensorListMeta<6>>() <= kClassicParamBytes, "kernel arg > 4 KB");
+static_assert(update_param_bytes<TensorListMeta<4, kLargeArgs>>() <= kLargeParamBytes,
+              "kernel argument > 32 KB");
+static_assert(update_param_bytes<TensorListMeta<6, kLargeArgs>>() <= kLargeParamBytes,
+              "kernel argument > 32 KB");
 static_assert(update_param_bytes<TensorListMeta<3, kLargeArgs>>() <= kLargeParamBytes,
               "kernel argument > 32 KB");
 static_assert(update_param_bytes<TensorListMeta<5, kLargeArgs>>() <= kLargeParamBytes,
@@ -498,6 +520,123 @@ FUSEDLR_INLINE void adam_block(const TensorListMeta<5, Layout>& meta, const Upda
         adam_element<O, ScalarOps<O>>(pe, ge, me, ve, xe, c);
         p[j] = ElemTraits<T>::store(pe);
         if (c.store_grad()) gr[j] = ElemTraits<T>::store(ge);
+        m[j] = me;
+        v[j] = ve;
+        if (c.amsgrad()) vmax[j] = xe;
+      }
+    }
+  });
+}
+
+// master_weights in one pass: the float32 master (pointer 0) is the param the update reads and
+// writes, the grad (1) is the 16-bit param's type T, and the master rounded to T (to nearest
+// even) is stored to the 16-bit param (2); grads are not written back. State from pointer 3.
+template <typename T, int Layout = kClassicArgs>
+FUSEDLR_INLINE void sgd_master_block(const TensorListMeta<4, Layout>& meta, const UpdateArgs& args,
+                                     int block, int thread, int block_dim) {
+  if (skip_update(args)) return;
+  const ChunkSpan span = chunk_span(meta, block);
+  const int t = span.tensor;
+  const int64_t g = meta.group[t];
+  SgdScalars s = make_sgd_scalars(args.hparams + g * kGroupFields, args.group_lr + 2 * g,
+                                  static_cast<double>(*meta.step[t]), grad_scale_of(args));
+  float* buf = static_cast<float*>(meta.addresses[3][t]);
+  s.has_buf = s.has_buf && buf != nullptr;
+  const SgdCoeffs<float> c = SgdCoeffs<float>::template make<float>(s);
+  float* mp = static_cast<float*>(meta.addresses[0][t]) + span.start;
+  const T* gr = static_cast<const T*>(meta.addresses[1][t]) + span.start;
+  T* low = static_cast<T*>(meta.addresses[2][t]) + span.start;
+  if (c.has_buf()) buf += span.start;
+  const bool load_buf = c.has_buf() && !c.first();
+  const int n = span.n;
+  for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
+    if (count == kILP) {
+      float pv[kILP] = {}, gv[kILP] = {}, bv[kILP] = {};
+      T gq[kILP], lq[kILP];
+      load_vec(mp + i, pv);
+      load_vec(gr + i, gq);
+      if (load_buf) load_vec(buf + i, bv);
+#pragma unroll
+      for (int k = 0; k < kILP; ++k) {
+        gv[k] = ElemTraits<T>::load(gq[k]);
+        if (!load_buf) bv[k] = 0.0f;
+        sgd_element(pv[k], gv[k], bv[k], c);
+        lq[k] = ElemTraits<T>::store(pv[k]);
+      }
+      store_vec(mp + i, pv);
+      store_vec(low + i, lq);
+      if (c.has_buf()) store_vec(buf + i, bv);
+      return;
+    }
+    const int stride = count == 1 ? 0 : block_dim;
+    const int lim = count == 1 ? 1 : kILP;
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) {
+      const int j = i + k * stride;
+      if (k < lim && j < n) {
+        float pe = mp[j], ge = load_elem(gr, j);
+        float be = load_buf ? buf[j] : 0.0f;
+        sgd_element(pe, ge, be, c);
+        mp[j] = pe;
+        low[j] = ElemTraits<T>::store(pe);
+        if (c.has_buf()) buf[j] = be;
+      }
+    }
+  });
+}
+
+template <typename T, int Layout = kClassicArgs>
+FUSEDLR_INLINE void adam_master_block(const TensorListMeta<6, Layout>& meta, const UpdateArgs& args,
+                                      int block, int thread, int block_dim) {
+  if (skip_update(args)) return;
+  const ChunkSpan span = chunk_span(meta, block);
+  const int t = span.tensor;
+  const int64_t g = meta.group[t];
+  AdamScalars s = make_adam_scalars(args.hparams + g * kGroupFields, args.group_lr + 2 * g,
+                                    static_cast<double>(*meta.step[t]), grad_scale_of(args));
+  float* vmax = static_cast<float*>(meta.addresses[5][t]);
+  s.amsgrad = s.amsgrad && vmax != nullptr;
+  const AdamCoeffs<float> c = AdamCoeffs<float>::template make<float>(s);
+  float* mp = static_cast<float*>(meta.addresses[0][t]) + span.start;
+  const T* gr = static_cast<const T*>(meta.addresses[1][t]) + span.start;
+  T* low = static_cast<T*>(meta.addresses[2][t]) + span.start;
+  float* m = static_cast<float*>(meta.addresses[3][t]) + span.start;
+  float* v = static_cast<float*>(meta.addresses[4][t]) + span.start;
+  if (c.amsgrad()) vmax += span.start;
+  const int n = span.n;
+  for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
+    if (count == kILP) {
+      float pv[kILP] = {}, gv[kILP] = {}, mv[kILP] = {}, vv[kILP] = {}, xv[kILP] = {};
+      T gq[kILP], lq[kILP];
+      load_vec(mp + i, pv);
+      load_vec(gr + i, gq);
+      load_vec(m + i, mv);
+      load_vec(v + i, vv);
+      if (c.amsgrad()) load_vec(vmax + i, xv);
+#pragma unroll
+      for (int k = 0; k < kILP; ++k) {
+        gv[k] = ElemTraits<T>::load(gq[k]);
+        adam_element<float, ScalarOps<float>>(pv[k], gv[k], mv[k], vv[k], xv[k], c);
+        lq[k] = ElemTraits<T>::store(pv[k]);
+      }
+      store_vec(mp + i, pv);
+      store_vec(low + i, lq);
+      store_vec(m + i, mv);
+      store_vec(v + i, vv);
+      if (c.amsgrad()) store_vec(vmax + i, xv);
+      return;
+    }
+    const int stride = count == 1 ? 0 : block_dim;
+    const int lim = count == 1 ? 1 : kILP;
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) {
+      const int j = i + k * stride;
+      if (k < lim && j < n) {
+        float pe = mp[j], ge = load_elem(gr, j), me = m[j], ve = v[j];
+        float xe = c.amsgrad() ? vmax[j] : 0.0f;
+        adam_element<float, ScalarOps<float>>(pe, ge, me, ve, xe, c);
+        mp[j] = pe;
+        low[j] = ElemTraits<T>::store(pe);
         m[j] = me;
         v[j] = ve;
         if (c.amsgrad()) vmax[j] = xe;

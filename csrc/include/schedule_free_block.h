@@ -17,10 +17,7 @@ namespace fusedlr {
 namespace mt {
 FUSEDLR_MT_BEGIN
 
-template <>
-struct DepthTraits<4> {
-  static constexpr int kMaxTensors = 40;
-};
+// (DepthTraits<4>, 40 tensors a launch, is in multi_tensor.h: master SGD shares the depth.)
 
 // Arguments shared by every launch of one call (device pointers).
 struct ScheduleFreeArgs {
