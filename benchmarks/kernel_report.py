@@ -44,8 +44,8 @@ LAYOUT_NAMES = {"0": "classic", "1": "large"}  # mt::ArgLayout: 4 KB / 32 KB ker
 
 
 def short_name(mangled):
-    m = re.search(r"(sgd_kernel|adam_kernel|step_kernel|eval_schedule_kernel)(I(\w*?)(Li(\d)E)?E)?",
-                  mangled)
+    m = re.search(r"(sgd_master_kernel|adam_master_kernel|sgd_kernel|adam_kernel|step_kernel|"
+                  r"eval_schedule_kernel)(I(\w*?)(Li(\d)E)?E)?", mangled)
     if not m:
         return mangled
     kind = m.group(1)
@@ -231,7 +231,7 @@ def main():
             for name in sorted(ptx):
                 r = ptx[name]
                 bps = waves = "-"
-                if name.startswith(("sgd_kernel", "adam_kernel")):
+                if name.startswith(("sgd_", "adam_")):
                     bps = blocks_per_sm(arch, r["regs"], 512)
                     waves = f"{MAX_BLOCKS / (bps * SM_LIMITS[arch][3]):.2f}"
                 f = fp64.get(name, {})
