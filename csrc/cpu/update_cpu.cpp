@@ -206,102 +206,20 @@ void run_tensors(const BucketView& view, const MakeJob& make_job, const Run& run
   }
 }
 
-}  // namespace
-
-void sgd_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList bufs,
-                    at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
-                    const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
-                    const std::optional<at::Tensor>& found_inf) {
-  const BucketView view = check_bucket("sgd_update_", params, grads, {{"momentum_buffers", bufs}},
-                                       steps, meta, hparams, group_lr);
+// The SGD step of a checked bucket. With `masters` (master_weights in one pass) the float32
+// masters are the params the update reads and writes, the bucket's params (16-bit) receive the
+// rounded masters, and grads are not written back.
+void sgd_step(const char* op, const BucketView& view, at::TensorList masters, at::TensorList bufs,
+              at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
+              const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
+              const std::optional<at::Tensor>& found_inf) {
   if (skip_for_inf(found_inf)) return;
   const double gs = scale_value(grad_scale);
-  const int64_t n = static_cast<int64_t>(params.size());
+  const int64_t n = static_cast<int64_t>(view.params.size());
   const double* hp = hparams.data_ptr<double>();
   const double* lrm = group_lr.data_ptr<double>();
   const int64_t* mt = meta.data_ptr<int64_t>();
-
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
-    TORCH_CHECK(lrm[2 * g + 1] == 0.0 || slot >= 0, "sgd_update_: tensor ", i, " of group ", g,
-                " has momentum ", lrm[2 * g + 1], " but no momentum buffer slot");
-  }
-  const auto make_job = [&](int64_t i, Memo<SgdScalars>& memo) {
-    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
-    Job<SgdScalars> j;
-    j.step = static_cast<float*>(steps[i].data_ptr());
-    j.scalars = memo.get(g, *j.step, [&] {
-      return make_sgd_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step), gs);
-    });
-    j.scalars.has_buf = j.scalars.has_buf && slot >= 0;
-    j.p = view.params[i]->data_ptr();
-    j.g = view.grads[i]->data_ptr();
-    j.s0 = j.scalars.has_buf ? data_or_null(bufs[slot]) : nullptr;
-    j.s1 = j.s2 = nullptr;
-    return j;
-  };
-  run_tensors<SgdScalars>(view, make_job, run_sgd,
-                          [](const Job<SgdScalars>& j) { return j.scalars.has_buf; });
-  view.write_back(grad_stored(gs));
-}
-
-void adam_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
-                     at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
-                     at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
-                     const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
-                     const std::optional<at::Tensor>& found_inf) {
-  const BucketView view = check_bucket(
-      "adam_update_", params, grads,
-      {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
-      steps, meta, hparams, group_lr);
-  if (skip_for_inf(found_inf)) return;
-  const double gs = scale_value(grad_scale);
-  const int64_t n = static_cast<int64_t>(params.size());
-  const double* hp = hparams.data_ptr<double>();
-  const double* lrm = group_lr.data_ptr<double>();
-  const int64_t* mt = meta.data_ptr<int64_t>();
-
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
-    TORCH_CHECK(hp[g * kGroupFields + kAmsgrad] == 0.0 || slot >= 0, "adam_update_: tensor ", i,
-                " of group ", g, " uses amsgrad but has no max_exp_avg_sq slot");
-  }
-  const auto make_job = [&](int64_t i, Memo<AdamScalars>& memo) {
-    const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
-    Job<AdamScalars> j;
-    j.step = static_cast<float*>(steps[i].data_ptr());
-    j.scalars = memo.get(g, *j.step, [&] {
-      return make_adam_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step),
-                               gs);
-    });
-    j.p = view.params[i]->data_ptr();
-    j.g = view.grads[i]->data_ptr();
-    j.s0 = exp_avgs[i].data_ptr();
-    j.s1 = exp_avg_sqs[i].data_ptr();
-    j.s2 = j.scalars.amsgrad ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
-    return j;
-  };
-  run_tensors<AdamScalars>(view, make_job, run_adam, [](const Job<AdamScalars>&) { return true; });
-  view.write_back(grad_stored(gs));
-}
-
-// master_weights in one pass: masters[i] (float32) is stepped with the grad of the 16-bit
-// params[i], and written, rounded to nearest even, to params[i]; bit for bit the three-pass
-// path (grads copied to float32, the float32 update, the masters copied to the params).
-void sgd_update_master_cpu(at::TensorList masters, at::TensorList grads, at::TensorList bufs,
-                           at::TensorList steps, at::TensorList params, const at::Tensor& meta,
-                           const at::Tensor& hparams, const at::Tensor& group_lr,
-                           const std::optional<at::Tensor>& grad_scale,
-                           const std::optional<at::Tensor>& found_inf) {
-  const char* op = "sgd_update_master_";
-  const BucketView view = check_master(op, masters, params, grads, {{"momentum_buffers", bufs}},
-                                       steps, meta, hparams, group_lr);
-  if (skip_for_inf(found_inf)) return;
-  const double gs = scale_value(grad_scale);
-  const int64_t n = static_cast<int64_t>(params.size());
-  const double* hp = hparams.data_ptr<double>();
-  const double* lrm = group_lr.data_ptr<double>();
-  const int64_t* mt = meta.data_ptr<int64_t>();
+  const bool master = !masters.empty();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
     TORCH_CHECK(lrm[2 * g + 1] == 0.0 || slot >= 0, op, ": tensor ", i, " of group ", g,
@@ -315,34 +233,35 @@ void sgd_update_master_cpu(at::TensorList masters, at::TensorList grads, at::Ten
       return make_sgd_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step), gs);
     });
     j.scalars.has_buf = j.scalars.has_buf && slot >= 0;
-    j.p = masters[i].data_ptr();
+    j.p = master ? masters[i].data_ptr() : view.params[i]->data_ptr();
+    j.low = master ? view.params[i]->data_ptr() : nullptr;
     j.g = view.grads[i]->data_ptr();
-    j.low = view.params[i]->data_ptr();
     j.s0 = j.scalars.has_buf ? data_or_null(bufs[slot]) : nullptr;
     j.s1 = j.s2 = nullptr;
     return j;
   };
-  run_tensors<SgdScalars>(view, make_job, run_sgd_master,
-                          [](const Job<SgdScalars>& j) { return j.scalars.has_buf; });
+  const auto counts = [](const Job<SgdScalars>& j) { return j.scalars.has_buf; };
+  if (master) {
+    run_tensors<SgdScalars>(view, make_job, run_sgd_master, counts);
+  } else {
+    run_tensors<SgdScalars>(view, make_job, run_sgd, counts);
+    view.write_back(grad_stored(gs));
+  }
 }
 
-void adam_update_master_cpu(at::TensorList masters, at::TensorList grads, at::TensorList exp_avgs,
-                            at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
-                            at::TensorList steps, at::TensorList params, const at::Tensor& meta,
-                            const at::Tensor& hparams, const at::Tensor& group_lr,
-                            const std::optional<at::Tensor>& grad_scale,
-                            const std::optional<at::Tensor>& found_inf) {
-  const char* op = "adam_update_master_";
-  const BucketView view = check_master(
-      op, masters, params, grads,
-      {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
-      steps, meta, hparams, group_lr);
+// The Adam / AdamW step of a checked bucket (see sgd_step).
+void adam_step(const char* op, const BucketView& view, at::TensorList masters,
+               at::TensorList exp_avgs, at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
+               at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
+               const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
+               const std::optional<at::Tensor>& found_inf) {
   if (skip_for_inf(found_inf)) return;
   const double gs = scale_value(grad_scale);
-  const int64_t n = static_cast<int64_t>(params.size());
+  const int64_t n = static_cast<int64_t>(view.params.size());
   const double* hp = hparams.data_ptr<double>();
   const double* lrm = group_lr.data_ptr<double>();
   const int64_t* mt = meta.data_ptr<int64_t>();
+  const bool master = !masters.empty();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t g = mt[2 * i], slot = mt[2 * i + 1];
     TORCH_CHECK(hp[g * kGroupFields + kAmsgrad] == 0.0 || slot >= 0, op, ": tensor ", i,
@@ -356,16 +275,76 @@ void adam_update_master_cpu(at::TensorList masters, at::TensorList grads, at::Te
       return make_adam_scalars(hp + g * kGroupFields, lrm + 2 * g, static_cast<double>(*j.step),
                                gs);
     });
-    j.p = masters[i].data_ptr();
+    j.p = master ? masters[i].data_ptr() : view.params[i]->data_ptr();
+    j.low = master ? view.params[i]->data_ptr() : nullptr;
     j.g = view.grads[i]->data_ptr();
-    j.low = view.params[i]->data_ptr();
     j.s0 = exp_avgs[i].data_ptr();
     j.s1 = exp_avg_sqs[i].data_ptr();
     j.s2 = j.scalars.amsgrad ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
     return j;
   };
-  run_tensors<AdamScalars>(view, make_job, run_adam_master,
-                           [](const Job<AdamScalars>&) { return true; });
+  const auto counts = [](const Job<AdamScalars>&) { return true; };
+  if (master) {
+    run_tensors<AdamScalars>(view, make_job, run_adam_master, counts);
+  } else {
+    run_tensors<AdamScalars>(view, make_job, run_adam, counts);
+    view.write_back(grad_stored(gs));
+  }
+}
+
+}  // namespace
+
+void sgd_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList bufs,
+                    at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
+                    const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
+                    const std::optional<at::Tensor>& found_inf) {
+  const char* op = "sgd_update_";
+  const BucketView view =
+      check_bucket(op, params, grads, {{"momentum_buffers", bufs}}, steps, meta, hparams, group_lr);
+  sgd_step(op, view, {}, bufs, steps, meta, hparams, group_lr, grad_scale, found_inf);
+}
+
+void adam_update_cpu(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                     at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
+                     at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
+                     const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
+                     const std::optional<at::Tensor>& found_inf) {
+  const char* op = "adam_update_";
+  const BucketView view = check_bucket(
+      op, params, grads,
+      {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
+      steps, meta, hparams, group_lr);
+  adam_step(op, view, {}, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta, hparams, group_lr,
+            grad_scale, found_inf);
+}
+
+// master_weights in one pass: masters[i] (float32) is stepped with the grad of the 16-bit
+// params[i], and written, rounded to nearest even, to params[i]; bit for bit the three-pass
+// path (grads copied to float32, the float32 update, the masters copied to the params).
+void sgd_update_master_cpu(at::TensorList masters, at::TensorList grads, at::TensorList bufs,
+                           at::TensorList steps, at::TensorList params, const at::Tensor& meta,
+                           const at::Tensor& hparams, const at::Tensor& group_lr,
+                           const std::optional<at::Tensor>& grad_scale,
+                           const std::optional<at::Tensor>& found_inf) {
+  const char* op = "sgd_update_master_";
+  const BucketView view = check_master(op, masters, params, grads, {{"momentum_buffers", bufs}},
+                                       steps, meta, hparams, group_lr);
+  sgd_step(op, view, masters, bufs, steps, meta, hparams, group_lr, grad_scale, found_inf);
+}
+
+void adam_update_master_cpu(at::TensorList masters, at::TensorList grads, at::TensorList exp_avgs,
+                            at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
+                            at::TensorList steps, at::TensorList params, const at::Tensor& meta,
+                            const at::Tensor& hparams, const at::Tensor& group_lr,
+                            const std::optional<at::Tensor>& grad_scale,
+                            const std::optional<at::Tensor>& found_inf) {
+  const char* op = "adam_update_master_";
+  const BucketView view = check_master(
+      op, masters, params, grads,
+      {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
+      steps, meta, hparams, group_lr);
+  adam_step(op, view, masters, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta, hparams,
+            group_lr, grad_scale, found_inf);
 }
 
 TORCH_LIBRARY_IMPL(fusedlr, CPU, m) {

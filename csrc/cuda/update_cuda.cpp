@@ -12,6 +12,7 @@
 // for CUDA ones, and the ops are registered as fusedlr_fake_cuda::* for the tests.
 #include <torch/library.h>
 
+#include <initializer_list>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -159,6 +160,87 @@ void eval_schedule_cuda(const at::Tensor& program, const at::Tensor& hparams,
                      counter.data_ptr<int64_t>(), groups, out.data_ptr<double>(), stream));
 }
 
+namespace {
+
+// The pointers of a checked bucket's tensor i: (param, grad) then `state`; with `masters`
+// (master_weights in one pass): (master, grad, 16-bit param) then `state`.
+cuda::UpdateTensor update_tensor(const BucketView& view, at::TensorList masters, int64_t i,
+                                 std::initializer_list<void*> state, at::TensorList steps,
+                                 const int64_t* mt) {
+  cuda::UpdateTensor t{};
+  int k = 0;
+  t.ptr[k++] = masters.empty() ? view.params[i]->data_ptr() : masters[i].data_ptr();
+  t.ptr[k++] = view.grads[i]->data_ptr();
+  if (!masters.empty()) t.ptr[k++] = view.params[i]->data_ptr();
+  for (void* p : state) t.ptr[k++] = p;
+  t.numel = view.params[i]->numel();
+  t.step = steps[i].data_ptr<float>();
+  t.group = static_cast<int32_t>(mt[2 * i]);
+  return t;
+}
+
+// The SGD launches of a checked bucket (master kernels with `masters`), then the step pass.
+void sgd_launch(const char* op, const BucketView& view, at::TensorList masters, at::TensorList bufs,
+                at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
+                const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
+                const std::optional<at::Tensor>& found_inf) {
+  const rt::CUDAGuard guard(hparams.device());
+  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
+  const int64_t n = static_cast<int64_t>(view.params.size());
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  std::vector<cuda::UpdateTensor> tensors(n);
+  std::vector<uint8_t> has_state(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = mt[2 * i + 1];
+    tensors[i] = update_tensor(view, masters, i, {slot >= 0 ? data_or_null(bufs[slot]) : nullptr},
+                               steps, mt);
+    has_state[i] = slot >= 0 ? 1 : 0;
+  }
+  const bool master = !masters.empty();
+  launch_by_type(
+      op, view, tensors, /*adam=*/false, prep.call.arg_layout,
+      [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
+        return master ? cuda::launch_sgd_master_update(type, ts, count, prep.call)
+                      : cuda::launch_sgd_update(type, ts, count, prep.call);
+      },
+      master);
+  launch_steps(op, steps, meta, has_state, /*sgd=*/true, prep.call);
+  if (!master) view.write_back(prep.scale.has_value());
+}
+
+// The Adam / AdamW launches of a checked bucket (see sgd_launch).
+void adam_launch(const char* op, const BucketView& view, at::TensorList masters,
+                 at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                 at::TensorList max_exp_avg_sqs, at::TensorList steps, const at::Tensor& meta,
+                 const at::Tensor& hparams, const at::Tensor& group_lr,
+                 const std::optional<at::Tensor>& grad_scale,
+                 const std::optional<at::Tensor>& found_inf) {
+  const rt::CUDAGuard guard(hparams.device());
+  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
+  const int64_t n = static_cast<int64_t>(view.params.size());
+  const int64_t* mt = meta.data_ptr<int64_t>();
+  std::vector<cuda::UpdateTensor> tensors(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t slot = mt[2 * i + 1];
+    tensors[i] = update_tensor(view, masters, i,
+                               {exp_avgs[i].data_ptr(), exp_avg_sqs[i].data_ptr(),
+                                slot >= 0 ? data_or_null(max_exp_avg_sqs[slot]) : nullptr},
+                               steps, mt);
+  }
+  const bool master = !masters.empty();
+  launch_by_type(
+      op, view, tensors, /*adam=*/true, prep.call.arg_layout,
+      [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
+        return master ? cuda::launch_adam_master_update(type, ts, count, prep.call)
+                      : cuda::launch_adam_update(type, ts, count, prep.call);
+      },
+      master);
+  launch_steps(op, steps, meta, std::vector<uint8_t>(n, 1), /*sgd=*/false, prep.call);
+  if (!master) view.write_back(prep.scale.has_value());
+}
+
+}  // namespace
+
 void sgd_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList bufs,
                      at::TensorList steps, const at::Tensor& meta, const at::Tensor& hparams,
                      const at::Tensor& group_lr, const std::optional<at::Tensor>& grad_scale,
@@ -166,30 +248,7 @@ void sgd_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList
   const char* op = "sgd_update_";
   const BucketView view =
       check_bucket(op, params, grads, {{"momentum_buffers", bufs}}, steps, meta, hparams, group_lr);
-  const rt::CUDAGuard guard(hparams.device());
-  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
-  const int64_t n = static_cast<int64_t>(params.size());
-  const int64_t* mt = meta.data_ptr<int64_t>();
-  std::vector<cuda::UpdateTensor> tensors(n);
-  std::vector<uint8_t> has_state(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t slot = mt[2 * i + 1];
-    cuda::UpdateTensor& t = tensors[i];
-    t.ptr[0] = view.params[i]->data_ptr();
-    t.ptr[1] = view.grads[i]->data_ptr();
-    t.ptr[2] = slot >= 0 ? data_or_null(bufs[slot]) : nullptr;
-    t.ptr[3] = t.ptr[4] = t.ptr[5] = nullptr;
-    t.numel = view.params[i]->numel();
-    t.step = steps[i].data_ptr<float>();
-    t.group = static_cast<int32_t>(mt[2 * i]);
-    has_state[i] = slot >= 0 ? 1 : 0;
-  }
-  launch_by_type(op, view, tensors, /*adam=*/false, prep.call.arg_layout,
-                 [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
-                   return cuda::launch_sgd_update(type, ts, count, prep.call);
-                 });
-  launch_steps(op, steps, meta, has_state, /*sgd=*/true, prep.call);
-  view.write_back(prep.scale.has_value());
+  sgd_launch(op, view, {}, bufs, steps, meta, hparams, group_lr, grad_scale, found_inf);
 }
 
 void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
@@ -202,30 +261,8 @@ void adam_update_cuda(at::TensorList params, at::TensorList grads, at::TensorLis
       op, params, grads,
       {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
       steps, meta, hparams, group_lr);
-  const rt::CUDAGuard guard(hparams.device());
-  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
-  const int64_t n = static_cast<int64_t>(params.size());
-  const int64_t* mt = meta.data_ptr<int64_t>();
-  std::vector<cuda::UpdateTensor> tensors(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t slot = mt[2 * i + 1];
-    cuda::UpdateTensor& t = tensors[i];
-    t.ptr[0] = view.params[i]->data_ptr();
-    t.ptr[1] = view.grads[i]->data_ptr();
-    t.ptr[2] = exp_avgs[i].data_ptr();
-    t.ptr[3] = exp_avg_sqs[i].data_ptr();
-    t.ptr[4] = slot >= 0 ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
-    t.ptr[5] = nullptr;
-    t.numel = view.params[i]->numel();
-    t.step = steps[i].data_ptr<float>();
-    t.group = static_cast<int32_t>(mt[2 * i]);
-  }
-  launch_by_type(op, view, tensors, /*adam=*/true, prep.call.arg_layout,
-                 [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
-                   return cuda::launch_adam_update(type, ts, count, prep.call);
-                 });
-  launch_steps(op, steps, meta, std::vector<uint8_t>(n, 1), /*sgd=*/false, prep.call);
-  view.write_back(prep.scale.has_value());
+  adam_launch(op, view, {}, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta, hparams, group_lr,
+              grad_scale, found_inf);
 }
 
 // master_weights in one pass: masters (float32) stepped with the 16-bit params' grads, the
@@ -238,32 +275,7 @@ void sgd_update_master_cuda(at::TensorList masters, at::TensorList grads, at::Te
   const char* op = "sgd_update_master_";
   const BucketView view = check_master(op, masters, params, grads, {{"momentum_buffers", bufs}},
                                        steps, meta, hparams, group_lr);
-  const rt::CUDAGuard guard(hparams.device());
-  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
-  const int64_t n = static_cast<int64_t>(params.size());
-  const int64_t* mt = meta.data_ptr<int64_t>();
-  std::vector<cuda::UpdateTensor> tensors(n);
-  std::vector<uint8_t> has_state(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t slot = mt[2 * i + 1];
-    cuda::UpdateTensor& t = tensors[i];
-    t.ptr[0] = masters[i].data_ptr();
-    t.ptr[1] = view.grads[i]->data_ptr();
-    t.ptr[2] = view.params[i]->data_ptr();
-    t.ptr[3] = slot >= 0 ? data_or_null(bufs[slot]) : nullptr;
-    t.ptr[4] = t.ptr[5] = nullptr;
-    t.numel = view.params[i]->numel();
-    t.step = steps[i].data_ptr<float>();
-    t.group = static_cast<int32_t>(mt[2 * i]);
-    has_state[i] = slot >= 0 ? 1 : 0;
-  }
-  launch_by_type(
-      op, view, tensors, /*adam=*/false, prep.call.arg_layout,
-      [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
-        return cuda::launch_sgd_master_update(type, ts, count, prep.call);
-      },
-      /*master=*/true);
-  launch_steps(op, steps, meta, has_state, /*sgd=*/true, prep.call);
+  sgd_launch(op, view, masters, bufs, steps, meta, hparams, group_lr, grad_scale, found_inf);
 }
 
 void adam_update_master_cuda(at::TensorList masters, at::TensorList grads, at::TensorList exp_avgs,
@@ -277,31 +289,8 @@ void adam_update_master_cuda(at::TensorList masters, at::TensorList grads, at::T
       op, masters, params, grads,
       {{"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}},
       steps, meta, hparams, group_lr);
-  const rt::CUDAGuard guard(hparams.device());
-  const Prepared prep = prepare(op, hparams, group_lr, grad_scale, found_inf);
-  const int64_t n = static_cast<int64_t>(params.size());
-  const int64_t* mt = meta.data_ptr<int64_t>();
-  std::vector<cuda::UpdateTensor> tensors(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t slot = mt[2 * i + 1];
-    cuda::UpdateTensor& t = tensors[i];
-    t.ptr[0] = masters[i].data_ptr();
-    t.ptr[1] = view.grads[i]->data_ptr();
-    t.ptr[2] = view.params[i]->data_ptr();
-    t.ptr[3] = exp_avgs[i].data_ptr();
-    t.ptr[4] = exp_avg_sqs[i].data_ptr();
-    t.ptr[5] = slot >= 0 ? data_or_null(max_exp_avg_sqs[slot]) : nullptr;
-    t.numel = view.params[i]->numel();
-    t.step = steps[i].data_ptr<float>();
-    t.group = static_cast<int32_t>(mt[2 * i]);
-  }
-  launch_by_type(
-      op, view, tensors, /*adam=*/true, prep.call.arg_layout,
-      [&](cuda::ElemType type, const cuda::UpdateTensor* ts, int64_t count) {
-        return cuda::launch_adam_master_update(type, ts, count, prep.call);
-      },
-      /*master=*/true);
-  launch_steps(op, steps, meta, std::vector<uint8_t>(n, 1), /*sgd=*/false, prep.call);
+  adam_launch(op, view, masters, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, meta, hparams,
+              group_lr, grad_scale, found_inf);
 }
 
 #if !defined(FUSEDLR_FAKE_CUDA)
