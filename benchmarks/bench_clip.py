@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 import fusedlr
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _report import machine, write_results  # noqa: E402
+from _report import machine, round_robin, summarize, write_results  # noqa: E402
 
 CASES = {"large": [1 << 24], "400x256": [256] * 400, "2000x64": [64] * 2000}
 
@@ -55,28 +53,22 @@ def run(sizes, repeats, inner):
     gen = torch.Generator().manual_seed(0)
     init = [torch.randn(n, generator=gen) for n in sizes]
     grads = [torch.randn(n, generator=gen) * 10.0 for n in sizes]  # norm >> 1: every step clips
-    runs = []
+    steps, grad_lists = {}, {}
     for label, make in _variants():
         ps = [p.clone().requires_grad_() for p in init]
-        step = make(ps)
+        steps[label] = make(ps)
         for p, g in zip(ps, grads, strict=True):
             p.grad = g.clone()
-        step()
-        step()
-        runs.append((label, step, ps))
-    times = {label: [] for label, _, _ in runs}
-    for _ in range(repeats):
-        for label, step, ps in runs:
-            for p, g in zip(ps, grads, strict=True):
-                p.grad.copy_(g)
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                step()
-            times[label].append((time.perf_counter() - t0) / inner)
-    ours = times[runs[0][0]]
-    return [(label, statistics.median(ts) * 1e3, min(ts) * 1e3, max(ts) * 1e3,
-             statistics.median(t / o for t, o in zip(ts, ours, strict=True)))
-            for label, ts in times.items()]
+        steps[label]()
+        steps[label]()
+        grad_lists[label] = [p.grad for p in ps]
+
+    def restore(label):  # torch's clipping rewrites the grads
+        for g, saved in zip(grad_lists[label], grads, strict=True):
+            g.copy_(saved)
+
+    times = round_robin(steps, repeats, inner, before=restore)
+    return [(label, *row) for label, row in summarize(times, next(iter(steps))).items()]
 
 
 def main(argv=None):

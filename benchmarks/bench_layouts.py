@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 import fusedlr
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _report import machine, write_results  # noqa: E402
+from _report import machine, round_robin, summarize, write_results  # noqa: E402
 
 
 def resnet50_shapes() -> list[tuple[int, ...]]:
@@ -89,20 +87,9 @@ LAYOUTS = ("contiguous", "channels_last", "channels_last, contiguous state")
 def run(kind, repeats, inner, shapes):
     opts = {layout: _build(kind, layout, shapes) for layout in LAYOUTS}
     allocs = {layout: _allocations(o) for layout, o in opts.items()}
-    times = {layout: [] for layout in LAYOUTS}
-    for _ in range(repeats):
-        for layout, o in opts.items():
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                o.step()
-            times[layout].append((time.perf_counter() - t0) / inner)
-    base = times["contiguous"]
-    rows = []
-    for layout, ts in times.items():
-        ratio = statistics.median(t / b for t, b in zip(ts, base, strict=True))
-        rows.append((layout, statistics.median(ts) * 1e3, min(ts) * 1e3, max(ts) * 1e3, ratio,
-                     allocs[layout]))
-    return rows
+    times = round_robin({layout: o.step for layout, o in opts.items()}, repeats, inner)
+    return [(layout, *row, allocs[layout])
+            for layout, row in summarize(times, "contiguous").items()]
 
 
 def main(argv=None):

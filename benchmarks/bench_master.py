@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 import fusedlr
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _report import machine, write_results  # noqa: E402
+from _report import machine, round_robin, summarize, write_results  # noqa: E402
 
 CASES = {"large": [1 << 24], "400x256": [256] * 400}
 OPTS = {
@@ -50,17 +48,8 @@ def run(kind, sizes, repeats, inner):
         opt.step()
         opt.step()
         steps[label] = opt.step
-    times = {label: [] for label in steps}
-    for _ in range(repeats):
-        for label, step in steps.items():
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                step()
-            times[label].append((time.perf_counter() - t0) / inner)
-    base = times["one pass"]
-    return [(label, statistics.median(ts) * 1e3, min(ts) * 1e3, max(ts) * 1e3,
-             statistics.median(t / b for t, b in zip(ts, base, strict=True)))
-            for label, ts in times.items()]
+    times = round_robin(steps, repeats, inner)
+    return [(label, *row) for label, row in summarize(times, "one pass").items()]
 
 
 def main(argv=None):

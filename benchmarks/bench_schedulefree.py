@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 import fusedlr
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _report import machine, write_results  # noqa: E402
+from _report import machine, round_robin, summarize, write_results  # noqa: E402
 
 
 def _variants(kind):
@@ -67,20 +65,16 @@ def run_case(case, kind, repeats, inner, quick):
             p.grad = g.clone()
         opt.step()  # creates the state
         runs.append((label, opt, params))
-    times = {label: [] for label, _, _ in runs}
-    for _ in range(repeats):
-        for label, opt, params in runs:
-            for p, g in zip(params, grads, strict=True):
-                p.grad.copy_(g)
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                opt.step()
-            times[label].append((time.perf_counter() - t0) / inner)
-    ours = times["fusedlr"]
-    rows = []
-    for label, ts in times.items():
-        ratio = statistics.median(t / o for t, o in zip(ts, ours, strict=True))
-        rows.append((label, statistics.median(ts) * 1e3, ratio))
+    params_of = {label: params for label, _, params in runs}
+
+    def restore(label):  # the package writes into the grads
+        for p, g in zip(params_of[label], grads, strict=True):
+            p.grad.copy_(g)
+
+    times = round_robin({label: opt.step for label, opt, _ in runs}, repeats, inner,
+                        before=restore)
+    rows = [(label, med, ratio) for label, (med, _, _, ratio) in
+            summarize(times, "fusedlr").items()]
     return sizes, rows
 
 

@@ -31,6 +31,7 @@ coefficient are computed in float64. On CUDA the kernels read
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.distributed as dist
@@ -53,7 +54,7 @@ class GradClip:
         self.max_norm = max_norm
         self.norm_type = float(norm_type)
         self.skip_nonfinite = skip_nonfinite
-        self._layout_key = None
+        self._layout = ()  # the calls the buffers were made for (held: compared by identity)
         self._devices: dict[torch.device, _DeviceBuffers] = {}
         self.norm = None  # float64 [] on the first device: the last step's total grad norm
         self.skipped = None  # float64 [] on the first device: steps skipped (a non-finite norm)
@@ -75,8 +76,8 @@ class GradClip:
 
     # -- buffers -----------------------------------------------------------------------------
     def _ensure(self, work) -> None:
-        key = tuple((id(call), call_grads_len(call)) for _, call, _ in work)
-        if key == self._layout_key:
+        calls = tuple(call for _, call, _ in work)
+        if len(calls) == len(self._layout) and all(map(operator.is_, calls, self._layout)):
             return
         counts: dict[torch.device, int] = {}
         for bucket, call, grads in work:
@@ -90,7 +91,7 @@ class GradClip:
                 call.norm_views = list(call.norm_buf[:-1].unbind(0))
         self._devices = {dev: _DeviceBuffers(dev, n) for dev, n in counts.items()}
         self.init_buffers(next(iter(counts)) if counts else torch.device("cpu"))
-        self._layout_key = key
+        self._layout = calls
 
     # -- the step ----------------------------------------------------------------------------
     def prepare(self, work, grad_scale, found_inf, natives=None):
@@ -150,10 +151,6 @@ class GradClip:
         else:
             torch.div(scale.reshape(()), self._coef, out=self._scale[0])  # S / coef
         return self._scale, found
-
-
-def call_grads_len(call) -> int:
-    return len(call.params)
 
 
 def _all_reduce_shards(part: torch.Tensor, params, p: float) -> None:

@@ -377,15 +377,14 @@ class _FusedOptimizer(HostLRMirror, torch.optim.Optimizer):
                              and not call.dtensor
                              and all(p.is_contiguous() for p in call.sources)
                              and all(m.is_contiguous() for m in params))
-            if call.one_pass:
-                call.eager = not call.dtensor and len(idxs) == len(bucket.params)
-            else:
+            if not call.one_pass:
                 for i, m in zip(idxs, params, strict=True):
                     if bucket.params[i] not in self._grad32:
                         self._grad32[bucket.params[i]] = torch.empty_like(m)
                 call.grads32 = [self._grad32[bucket.params[i]] for i in idxs]
-        else:
-            call.eager = not call.dtensor and len(idxs) == len(bucket.params)
+        # the C++ eager step: all params of the bucket, plain tensors, one op (no master copies)
+        call.eager = ((not master or call.one_pass) and not call.dtensor
+                      and len(idxs) == len(bucket.params))
         return call
 
     def _native(self, call: _Call):

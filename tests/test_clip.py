@@ -297,3 +297,24 @@ def test_cuda_clipped_step_matches_torch_without_sync(kind):
         topt.step()
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_new_layout_gets_new_norm_buffers():
+    """add_param_group rebuilds the buckets and their calls: the norm pass sizes its buffers for
+    the new calls (matched by identity, not by a recycled id) and the norm covers every param."""
+    ours, opt, theirs, topt, _ = _pair("sgd", torch.float64, 11, max_grad_norm=1.0)
+    for t in range(2):
+        if t == 1:
+            extra = torch.randn(9, dtype=torch.float64)
+            opt.add_param_group({"params": [extra]})
+            theirs_extra = extra.clone().requires_grad_()
+            topt.add_param_group({"params": [theirs_extra]})
+            ours, theirs = ours + [extra], theirs + [theirs_extra]
+        for a, b, g in zip(ours, theirs, _grads(ours, t, 11, big=True), strict=True):
+            a.grad, b.grad = g.clone(), g.clone()
+        opt.step()
+        want = torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+        topt.step()
+        torch.testing.assert_close(opt.last_grad_norm, want, **TOL[torch.float64])
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, **TOL[torch.float64])

@@ -181,18 +181,8 @@ int check_master_typed(bool adam) {
 
 template <typename T, int Layout>
 int check_typed(bool adam) {
-  cudaFuncAttributes attr{};
-  cudaError_t err = adam ? FUSEDLR_FUNC_ATTRIBUTES(&attr, (adam_kernel<T, Layout>))
-                         : FUSEDLR_FUNC_ATTRIBUTES(&attr, (sgd_kernel<T, Layout>));
-  if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kBlockThreads) {
-    err = cudaErrorInvalidConfiguration;
-  }
-  if (err == cudaSuccess) err = FUSEDLR_FUNC_ATTRIBUTES(&attr, step_kernel<Layout>);
-  if (err == cudaSuccess && attr.maxThreadsPerBlock < mt::kStepThreads) {
-    err = cudaErrorInvalidConfiguration;
-  }
-  if (err != cudaSuccess) FUSEDLR_CLEAR_ERROR();  // not sticky: leave no error for a later check
-  return static_cast<int>(err);
+  return adam ? check_kernel_pair<Layout>(adam_kernel<T, Layout>)
+              : check_kernel_pair<Layout>(sgd_kernel<T, Layout>);
 }
 
 template <int Layout>
