@@ -88,6 +88,23 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "cpu_isa", [] { return std::string(fusedlr::cpu_kernels().isa); },
       "The vector ISA of the CPU kernels chosen on this machine.");
+  m.def("cpu_prefetch_distance", &fusedlr::cpu_prefetch_distance,
+        "The CPU update kernels' software prefetch distance, in elements (0: off).");
+  m.def(
+      "set_cpu_prefetch_distance",
+      [](int64_t elements) {
+        if (elements < 0 || elements > fusedlr::kMaxPrefetch) {
+          throw std::invalid_argument("set_cpu_prefetch_distance: elements must be in [0, " +
+                                      std::to_string(fusedlr::kMaxPrefetch) + "], got " +
+                                      std::to_string(elements));
+        }
+        fusedlr::set_cpu_prefetch_distance(elements);
+      },
+      pybind11::arg("elements"),
+      "Sets the CPU update kernels' software prefetch distance, in elements (0: off).");
+  m.def(
+      "cpu_prefetch_limit", [] { return fusedlr::kMaxPrefetch; },
+      "The largest prefetch distance set_cpu_prefetch_distance takes.");
   fusedlr::bind_eager_bucket(m);
   fusedlr::bind_eager_schedule_free(m);
 }

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from fusedlr import schedules  # noqa: E402
+from fusedlr import cpu_tuning, schedules  # noqa: E402
 from fusedlr.convert import from_torch  # noqa: E402
 from fusedlr.diagnostics import DoubleScheduleWarning, HostLRUnknownError, HostLRWarning  # noqa: E402
 from fusedlr.interop import to_torch_state_dict  # noqa: E402
@@ -10,9 +10,11 @@ from fusedlr.optim import SGD, Adam, AdamW  # noqa: E402
 from fusedlr.plateau import ReduceLROnPlateau  # noqa: E402
 from fusedlr.schedule_free import AdamWScheduleFree, SGDScheduleFree  # noqa: E402
 
+cpu_tuning.check_env()
+
 __all__ = [
     "SGD", "Adam", "AdamW", "ReduceLROnPlateau", "SGDScheduleFree", "AdamWScheduleFree",
-    "__version__", "schedules", "to_torch_state_dict",
+    "__version__", "cpu_tuning", "schedules", "to_torch_state_dict",
     "from_torch",
     "DoubleScheduleWarning", "HostLRUnknownError", "HostLRWarning",
 ]

@@ -32,6 +32,7 @@ def info() -> dict:
         "CUDA device available": torch.cuda.is_available(),
         **_device_rows(),
         "CPU vector ISA": _C.cpu_isa(),
+        "CPU prefetch distance (elements)": _C.cpu_prefetch_distance(),
         "CPU kernels parallel (OpenMP)": _C.cpu_openmp(),
         "CPU threads": torch.get_num_threads(),
     }

@@ -1,6 +1,7 @@
 // Picks the CPU update kernels for the best vector ISA this CPU supports.
 #include "kernel_table.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -24,7 +25,28 @@ KernelTable choose() {
   (void)any;
   return kernel_table_default();
 }
+
+int64_t initial_prefetch() {
+  const char* v = std::getenv("FUSEDLR_CPU_PREFETCH");
+  if (v == nullptr || v[0] == '\0') return kDefaultPrefetch;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  // fusedlr refuses a malformed value at import (fusedlr/cpu_tuning.py); keep the default here.
+  if (end == v || *end != '\0' || n < 0 || n > kMaxPrefetch) return kDefaultPrefetch;
+  return static_cast<int64_t>(n);
+}
+
+std::atomic<int64_t>& prefetch_slot() {
+  static std::atomic<int64_t> slot{initial_prefetch()};
+  return slot;
+}
 }  // namespace
+
+int64_t cpu_prefetch_distance() { return prefetch_slot().load(std::memory_order_relaxed); }
+
+void set_cpu_prefetch_distance(int64_t elements) {
+  prefetch_slot().store(elements, std::memory_order_relaxed);
+}
 
 const KernelTable& cpu_kernels() {
   static const KernelTable table = choose();

@@ -61,4 +61,12 @@ KernelTable kernel_table_avx512();
 // The table for the best ISA this CPU supports (or FUSEDLR_CPU_ISA=default|avx2|avx512).
 const KernelTable& cpu_kernels();
 
+// Software prefetch distance of the update spans, in elements ahead of the loop in every stream
+// (0: none). Starts at FUSEDLR_CPU_PREFETCH when set, else kDefaultPrefetch; see
+// update_kernels.h for why and benchmarks/RESULTS_stream.md for the measurements.
+constexpr int64_t kDefaultPrefetch = 512;
+constexpr int64_t kMaxPrefetch = int64_t{1} << 20;
+int64_t cpu_prefetch_distance();
+void set_cpu_prefetch_distance(int64_t elements);  // caller checks 0 <= elements <= kMaxPrefetch
+
 }  // namespace fusedlr
