@@ -123,7 +123,12 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--no-deepspeed", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 0.2M params, distances 0 and 512, 1 thread, 2 rounds")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.params_m, args.distances, args.threads, args.repeats = 0.2, "0,512", "1", 2
+        args.no_deepspeed = True
     distances = [int(d) for d in args.distances.split(",")]
     per = int(args.params_m * 1e6 / 16)
     cases = {"stream": ([per] * 16, 1), "resident": ([4096] * 16, 200)}

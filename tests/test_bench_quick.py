@@ -1,4 +1,4 @@
-"""Smoke runs of the benchmarks' --quick mode (schedulefree, clip, layouts, master):
+"""Smoke runs of the benchmarks' --quick mode (schedulefree, clip, layouts, master, stream):
 tiny sizes, a few samples, no timing asserts; the table has every row and names the machine."""
 
 import os
@@ -15,6 +15,7 @@ CASES = {
     "bench_clip.py": ("| fusedlr AdamW(max_grad_norm=1.0) |", 3, "clip_grad_norm_(foreach)"),
     "bench_layouts.py": ("| channels_last |", 2, "| contiguous |"),
     "bench_master.py": ("| one pass |", 4, "| three passes |"),
+    "bench_stream.py": ("| fusedlr prefetch 512 |", 6, "| fusedlr prefetch 0 |"),
 }
 
 

@@ -27,15 +27,16 @@ struct Opmath<double> {
   using type = double;
 };
 
-// Software prefetch. The spans stream 3-5 arrays and Adam's loop holds a sqrt and two divisions
+// Software prefetch. The spans stream 3-6 arrays, and Adam's loop holds a sqrt and two divisions
 // per element, so the out-of-order window fills with arithmetic before the loads of later lines
-// are issued and the hardware prefetcher alone keeps too few lines in flight: with AVX2 kernels
-// the streaming step was 2-4% slower than torch's fused step and DeepSpeed's CPU Adam, and up
-// to 15% on an AVX2 Zen 3 machine (issue 15). Each vector loop therefore asks for the line
-// `dist` elements ahead of it in every stream, once per 64-byte line (prefetcht0). Measured in
-// benchmarks/RESULTS_stream.md: 8-13% faster streaming Adam/AdamW on AVX2 and AVX-512 with
-// 256-768 elements; unrolling, work-item size, store order and non-temporal stores were
-// measured there too and are not used. Spans no longer than `dist` prefetch nothing.
+// are issued, and the hardware prefetcher alone keeps too few lines in flight: streaming, the
+// AVX2 kernels took up to 1.17x the time of torch's fused step (SGD) and 1.04x that of
+// DeepSpeed's CPU Adam on a Sapphire Rapids-class VM, and 1.08-1.34x torch fused's on an AVX2
+// Zen 3 machine (issue 15). Each vector loop therefore asks for the line `dist` elements ahead
+// of it in every stream, once per 64-byte line (prefetcht0). benchmarks/RESULTS.md (fourth
+// session) has the measurements: 8-13% faster streaming steps on AVX2 and AVX-512 at 256-768
+// elements; unrolling, work-item size, store order and non-temporal stores were measured too
+// and are not used. Spans no longer than `dist` prefetch nothing.
 constexpr int64_t kLineBytes = 64;
 
 struct Prefetch {
