@@ -15,14 +15,22 @@ import fusedlr
 def machine() -> str:
     """CPU model, threads, torch, Python and fusedlr's CPU ISA: the machine a result is from."""
     cpu = platform.processor() or platform.machine()
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if not line.strip():
+                    break  # the first processor's block is enough
     except OSError:
         pass
+    if "model name" in fields:
+        # "Intel(R) Xeon(R) Processor" names no generation; family / model / stepping do
+        cpu = fields["model name"]
+        if "cpu family" in fields and "model" in fields:
+            cpu += (f" (family {fields['cpu family']} model {fields['model']}"
+                    f" stepping {fields.get('stepping', '?')})")
     return (f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
             f"Python {platform.python_version()}, fusedlr CPU ISA {fusedlr._C.cpu_isa()}")
 

@@ -154,8 +154,10 @@ def main(argv=None):
     text = (f"Machine: {machine()}; default prefetch distance {default} elements.\n\n"
             + "\n\n".join(parts))
     if args.out:
+        env = "".join(f"{k}={os.environ[k]} " for k in ("FUSEDLR_CPU_ISA", "FUSEDLR_CPU_PREFETCH")
+                      if os.environ.get(k))
         write_results(args.out, "fusedlr CPU prefetch distance: streaming and resident steps",
-                      "python benchmarks/" + os.path.basename(__file__) + " "
+                      env + "python benchmarks/" + os.path.basename(__file__) + " "
                       + " ".join(argv if argv is not None else sys.argv[1:]), text)
     return 0
 

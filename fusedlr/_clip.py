@@ -24,8 +24,9 @@ and is capturable in a CUDA graph. Each grad's norm: on the CPU fusedlr's ``grad
 (csrc/cpu/grad_norm_cpu.cpp: all grads in one parallel pass at the memory bandwidth, float
 accumulators per 16K-element chunk, double across chunks); elsewhere torch's ``_foreach_norm``
 into views of one buffer, in the grads' dtype as torch's clip_grad_norm_. The total and the
-coefficient are computed in float64. On CUDA the kernels read
-``grad_scale`` as float32, so float64 params see the coefficient rounded to float32 there.
+coefficient are computed in float64, and the kernels read the folded ``grad_scale`` in float64
+on the CPU and on CUDA (a float32 scale, a GradScaler's own, is read as float32), so float64
+params see the exact coefficient everywhere.
 """
 
 from __future__ import annotations
@@ -68,10 +69,9 @@ class GradClip:
         self.norm = torch.zeros((), dtype=torch.float64, device=device)
         self.skipped = torch.zeros((), dtype=torch.float64, device=device)
         self._coef = torch.zeros((), dtype=torch.float64, device=device)
-        # the ops' grad_scale: the CUDA kernels read float32 (a float64 one would be converted
-        # every step), the CPU kernels any dtype (float64 keeps fp64 exact)
-        scale_dt = torch.float64 if device.type == "cpu" else torch.float32
-        self._scale = torch.zeros(1, dtype=scale_dt, device=device)
+        # the ops' grad_scale, float64: the CPU and CUDA kernels read it as is (float64 params
+        # keep the exact coefficient; float32 / 16-bit params round it as before)
+        self._scale = torch.zeros(1, dtype=torch.float64, device=device)
         self._found = torch.zeros(1, dtype=torch.float32, device=device)
 
     # -- buffers -----------------------------------------------------------------------------

@@ -274,13 +274,15 @@ def test_skip_nonfinite_must_be_a_bool():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.skipif(not fusedlr._C.cuda_compiled(), reason="fusedlr was built without CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
-def test_cuda_clipped_step_matches_torch_without_sync(kind):
-    """On a GPU: the norm (torch's _foreach_norm), the coefficient (float32 grad_scale) and the
-    update, against torch's recipe, under sync-debug 'error' (a host sync raises)."""
+def test_cuda_clipped_step_matches_torch_without_sync(kind, dtype):
+    """On a GPU: the norm (torch's _foreach_norm), the coefficient (a float64 grad_scale, read
+    in float64 by the kernels) and the update, against torch's recipe (float64 within 1e-12),
+    under sync-debug 'error' (a host sync raises)."""
     ours_cls, torch_cls, kw = CONFIGS[kind]
     seed = 10
-    ours = [p.cuda() for p in _params(torch.float32, seed)]
+    ours = [p.cuda() for p in _params(dtype, seed)]
     theirs = [p.clone().requires_grad_() for p in ours]
     opt = ours_cls(ours, **kw, max_grad_norm=1.0, skip_nonfinite=True)
     topt = torch_cls(theirs, **kw, foreach=False)
@@ -296,7 +298,7 @@ def test_cuda_clipped_step_matches_torch_without_sync(kind):
         torch.nn.utils.clip_grad_norm_(theirs, 1.0)
         topt.step()
     for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, **TOL[dtype])
 
 
 def test_new_layout_gets_new_norm_buffers():

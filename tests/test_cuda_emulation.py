@@ -327,3 +327,31 @@ def test_launch_plan_stats_small():
     assert emulate.launch_plan_stats([], 4, 0)["launches"] == 0
     with pytest.raises(RuntimeError, match="elem_size"):
         emulate.launch_plan_stats([1], 3, 0)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_float64_grad_scale_is_read_in_float64(kind, sign):
+    """The clipping path folds its coefficient into a float64 grad_scale (``S / coef``, or
+    ``-1 / coef``: divide without writing the grads back). The kernel body reads it in float64:
+    on float64 params the emulator agrees with the CPU op to 1e-12, and differs from a run
+    given the same scale rounded to float32 (what the CUDA kernels read before)."""
+    tensors, meta, hparams, group_lr = _prepare(kind, torch.float64, SIZES, seed=5)
+    coef = float(torch.empty(()).uniform_(0.2, 0.9, generator=_gen(int(sign) + 7)))
+    scale = torch.tensor(sign * 1024.0 / coef, dtype=torch.float64)
+    assert float(scale.float()) != float(scale)
+    inf = torch.tensor(0.0)
+    cpu, emu, emu32 = (_copy(tensors, "aligned") for _ in range(3))
+    if kind == "sgd":
+        ops.sgd_update_(*cpu, meta, hparams, group_lr, scale, inf)
+        emulate.emulate_sgd_update_(*emu, meta, hparams, group_lr, scale, inf)
+        emulate.emulate_sgd_update_(*emu32, meta, hparams, group_lr, scale.float(), inf)
+    else:
+        ops.adam_update_(*cpu, meta, hparams, group_lr, scale, inf)
+        emulate.emulate_adam_update_(*emu, meta, hparams, group_lr, scale, inf)
+        emulate.emulate_adam_update_(*emu32, meta, hparams, group_lr, scale.float(), inf)
+    _assert_same(cpu, emu, torch.float64)
+    assert any(not torch.equal(a, b) for a, b in zip(emu[0], emu32[0], strict=True))
+    # a negative scale leaves the grads as they were; a positive one writes them back divided
+    grads_changed = [not torch.equal(a, b) for a, b in zip(emu[1], tensors[1], strict=True)]
+    assert any(grads_changed) == (sign > 0)

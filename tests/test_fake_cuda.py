@@ -545,3 +545,19 @@ def test_master_launcher_equals_three_pass_launches(kind, dtype):
                        LAYOUT["blocks"])
     assert (len(update), sum(r["gx"] for r in update)) == want and len(update) >= 2
     assert all(r["param_bytes"] <= LAYOUT["param_bytes"] and r["result"] == 0 for r in launches)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+def test_float64_grad_scale_reaches_the_kernel(kind, sign):
+    """A float64 grad_scale (the clipping path's folded coefficient) travels as float64 through
+    the launcher to the kernels: float64 params as the CPU op to 1e-12, and not as a run given
+    the scale rounded to float32; a float32 scale (a GradScaler's) still works as before."""
+    tensors, meta, hparams, group_lr = _prepare(kind, [torch.float64], SIZES, seed=4)
+    scale = torch.tensor(sign * 1024.0 / 0.37123456789, dtype=torch.float64)
+    inf = torch.tensor(0.0)
+    cpu, fake, _ = _run_both(kind, tensors, meta, hparams, group_lr, scale, inf)
+    _assert_same(cpu, fake)
+    cpu32, fake32, _ = _run_both(kind, tensors, meta, hparams, group_lr, scale.float(), inf)
+    _assert_same(cpu32, fake32)
+    assert any(not torch.equal(a, b) for a, b in zip(fake[0], fake32[0], strict=True))

@@ -53,20 +53,25 @@ void run_grid(int blocks, int threads, const Body& body) {
   }
 }
 
+// As the CUDA ops' device_scalar: float32, or float64 where `keep_double` and it is float64.
 std::optional<at::Tensor> host_scalar(const char* op, const char* name,
-                                      const std::optional<at::Tensor>& t) {
+                                      const std::optional<at::Tensor>& t,
+                                      bool keep_double = false) {
   if (!t.has_value() || !t->defined()) return std::nullopt;
   TORCH_CHECK(t->numel() == 1, op, ": ", name, " must have one element, got ", t->numel());
   TORCH_CHECK(t->device().is_cpu(), op, ": ", name, " must be a CPU tensor in the emulator");
-  return t->to(at::kFloat).contiguous();
+  const bool dbl = keep_double && t->scalar_type() == at::kDouble;
+  return t->to(dbl ? at::kDouble : at::kFloat).contiguous();
 }
 
 mt::UpdateArgs update_args(const at::Tensor& hparams, const at::Tensor& group_lr,
                            const std::optional<at::Tensor>& scale,
                            const std::optional<at::Tensor>& inf) {
+  const bool dbl = scale.has_value() && scale->scalar_type() == at::kDouble;
   return mt::UpdateArgs{hparams.data_ptr<double>(), group_lr.data_ptr<double>(),
-                        scale.has_value() ? scale->data_ptr<float>() : nullptr,
-                        inf.has_value() ? inf->data_ptr<float>() : nullptr};
+                        scale.has_value() && !dbl ? scale->data_ptr<float>() : nullptr,
+                        inf.has_value() ? inf->data_ptr<float>() : nullptr,
+                        dbl ? scale->data_ptr<double>() : nullptr};
 }
 
 // Runs the update plan of the tensors of each dtype, then the step pass over all.
@@ -118,7 +123,7 @@ void emulate_sgd_update(at::TensorList params, at::TensorList grads, at::TensorL
   TORCH_CHECK(hparams.device().is_cpu(), op, ": the emulator runs on CPU tensors");
   const LaunchShape shape =
       launch_shape(op, max_tensors_per_launch, threads_per_block, max_blocks_per_launch);
-  const auto scale = host_scalar(op, "grad_scale", grad_scale);
+  const auto scale = host_scalar(op, "grad_scale", grad_scale, /*keep_double=*/true);
   const auto inf = host_scalar(op, "found_inf", found_inf);
   const mt::UpdateArgs args = update_args(hparams, group_lr, scale, inf);
   const int64_t n = static_cast<int64_t>(params.size());
@@ -167,7 +172,7 @@ void emulate_adam_update(at::TensorList params, at::TensorList grads, at::Tensor
   TORCH_CHECK(hparams.device().is_cpu(), op, ": the emulator runs on CPU tensors");
   const LaunchShape shape =
       launch_shape(op, max_tensors_per_launch, threads_per_block, max_blocks_per_launch);
-  const auto scale = host_scalar(op, "grad_scale", grad_scale);
+  const auto scale = host_scalar(op, "grad_scale", grad_scale, /*keep_double=*/true);
   const auto inf = host_scalar(op, "found_inf", found_inf);
   const mt::UpdateArgs args = update_args(hparams, group_lr, scale, inf);
   const int64_t n = static_cast<int64_t>(params.size());

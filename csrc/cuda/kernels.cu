@@ -89,7 +89,8 @@ bool classic_args_forced() {
 }
 
 mt::UpdateArgs args_of(const cuda::UpdateCall& call) {
-  return mt::UpdateArgs{call.hparams, call.group_lr, call.grad_scale, call.found_inf};
+  return mt::UpdateArgs{call.hparams, call.group_lr, call.grad_scale, call.found_inf,
+                        call.grad_scale64};
 }
 
 // Builds the plan of one element type in `Layout` and calls launch(meta, blocks) once per

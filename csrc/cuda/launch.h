@@ -35,12 +35,13 @@ struct UpdateTensor {
 
 // Device pointers shared by all tensors of one call.
 struct UpdateCall {
-  const double* hparams;    // [groups, 16]
-  const double* group_lr;   // [groups, 2]
-  const float* grad_scale;  // null: none
-  const float* found_inf;   // null: none
-  void* stream;             // cudaStream_t
-  int arg_layout;           // mt::ArgLayout: 0 = classic 4 KB kernel arguments, 1 = 32 KB
+  const double* hparams;       // [groups, 16]
+  const double* group_lr;      // [groups, 2]
+  const float* grad_scale;     // null: none (or a float64 one, below)
+  const float* found_inf;      // null: none
+  const double* grad_scale64;  // a float64 grad_scale, read instead of grad_scale when set
+  void* stream;                // cudaStream_t
+  int arg_layout;              // mt::ArgLayout: 0 = classic 4 KB kernel arguments, 1 = 32 KB
 };
 
 // The kernel-argument layout for launches on the current device: 1 (32 KB: 8x as many tensors

@@ -32,18 +32,25 @@ void check_cuda(const char* op, int err) {
 
 // A one-element float32 view of an optional scalar tensor on `device`
 // (converted on the device when it has another dtype).
+// The one-element tensor the kernels read: float32, or float64 where `keep_double` and it is
+// float64 (a clip coefficient for float64 params keeps its precision); other dtypes converted.
 std::optional<at::Tensor> device_scalar(const char* op, const char* name,
                                         const std::optional<at::Tensor>& t,
-                                        const at::Device& device) {
+                                        const at::Device& device, bool keep_double = false) {
   if (!t.has_value() || !t->defined()) return std::nullopt;
   TORCH_CHECK(t->numel() == 1, op, ": ", name, " must have one element, got ", t->numel());
   TORCH_CHECK(t->device() == device, op, ": ", name, " is on ", t->device(),
               " but the bucket is on ", device);
-  return t->scalar_type() == at::kFloat ? *t : t->to(at::kFloat);
+  if (t->scalar_type() == at::kFloat || (keep_double && t->scalar_type() == at::kDouble)) {
+    return *t;
+  }
+  return t->to(at::kFloat);
 }
 
-const float* ptr_of(const std::optional<at::Tensor>& t) {
-  return t.has_value() ? t->data_ptr<float>() : nullptr;
+template <typename T>
+const T* ptr_of(const std::optional<at::Tensor>& t) {
+  return t.has_value() && t->scalar_type() == c10::CppTypeToScalarType<T>::value ? t->data_ptr<T>()
+                                                                                 : nullptr;
 }
 
 // Runs `launch(type, tensors, count)` once per element type present in the bucket.
@@ -103,12 +110,13 @@ Prepared prepare(const char* op, const at::Tensor& hparams, const at::Tensor& gr
   const at::Device device = hparams.device();
   TORCH_CHECK(on_kernel_device(device), op, ": the CUDA kernel got tensors on ", device);
   Prepared p;
-  p.scale = device_scalar(op, "grad_scale", grad_scale, device);
+  p.scale = device_scalar(op, "grad_scale", grad_scale, device, /*keep_double=*/true);
   p.inf = device_scalar(op, "found_inf", found_inf, device);
   p.call.hparams = hparams.data_ptr<double>();
   p.call.group_lr = group_lr.data_ptr<double>();
-  p.call.grad_scale = ptr_of(p.scale);
-  p.call.found_inf = ptr_of(p.inf);
+  p.call.grad_scale = ptr_of<float>(p.scale);
+  p.call.grad_scale64 = ptr_of<double>(p.scale);
+  p.call.found_inf = ptr_of<float>(p.inf);
   p.call.stream = rt::getCurrentCUDAStream(device.index()).stream();
   p.call.arg_layout = cuda::kernel_arg_layout();  // under the device guard: this device's
   return p;

@@ -154,10 +154,11 @@ struct TensorListMeta {
 
 // Arguments shared by every launch of one update call (device pointers).
 struct UpdateArgs {
-  const double* hparams;    // [groups, kGroupFields]
-  const double* group_lr;   // [groups, 2] = (lr, momentum / beta1)
-  const float* grad_scale;  // null: no grad scaler
-  const float* found_inf;   // null: no overflow check
+  const double* hparams;       // [groups, kGroupFields]
+  const double* group_lr;      // [groups, 2] = (lr, momentum / beta1)
+  const float* grad_scale;     // null: no grad scaler (or a float64 one, below)
+  const float* found_inf;      // null: no overflow check
+  const double* grad_scale64;  // a float64 grad_scale (clipping float64 params): read instead
 };
 
 // Metadata of one step-increment launch: thread i advances tensor i's step.
@@ -385,6 +386,7 @@ FUSEDLR_INLINE bool skip_update(const UpdateArgs& a) {
 }
 
 FUSEDLR_INLINE double grad_scale_of(const UpdateArgs& a) {
+  if (a.grad_scale64 != nullptr) return *a.grad_scale64;
   return a.grad_scale != nullptr ? static_cast<double>(*a.grad_scale) : 1.0;
 }
 

@@ -237,7 +237,8 @@ void check_blocks(const char* name, std::mt19937_64& rng, const RunBlock& run_bl
   const double group_lr[4] = {0.05, 0.9, 0.01, Depth == 3 ? 0.0 : 0.8};
   for (int scaled = 0; scaled < 2; ++scaled) {
     const float scale = 4.0f, no_inf = 0.0f;
-    const UpdateArgs args{hparams, group_lr, scaled ? &scale : nullptr, scaled ? &no_inf : nullptr};
+    const UpdateArgs args{hparams, group_lr, scaled ? &scale : nullptr, scaled ? &no_inf : nullptr,
+                          nullptr};
     std::vector<Buf<T>> pg_v(pg), pg_s(pg);
     std::vector<Buf<O>> st_v(st), st_s(st);
     for (int pass = 0; pass < 2; ++pass) {
