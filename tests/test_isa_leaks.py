@@ -34,8 +34,8 @@ pytestmark = pytest.mark.skipif(
 def test_the_isa_kernels_are_found():
     """The scan sees the AVX2 and AVX-512 kernels (so an empty leak list means something)."""
     found = _checker().avx_functions(Path(fusedlr._C.__file__))
-    assert any("fusedlr::isa_avx512::adam_span<float>" in f for f in found)
-    assert any("fusedlr::isa_avx2::sgd_span<float>" in f for f in found)
+    assert any("fusedlr::isa_avx512::adam_update_span<float, false>" in f for f in found)
+    assert any("fusedlr::isa_avx2::sgd_update_span<float, false>" in f for f in found)
 
 
 def test_no_avx_code_outside_the_isa_namespaces():

@@ -100,60 +100,110 @@ struct Lanes {
   }
 };
 
-template <typename T>
-void sgd_span(T* p, T* g, void* buf_v, int64_t n, const SgdScalars& s) {
+// Where a span reads and writes the param. Regular (kMaster false): the param of type T, read
+// and written in place. master_weights in one pass (kMaster true): the float32 master is the
+// param the update reads and writes, and the master rounded to T (to nearest even, as the copy
+// of the three-pass path) is also written to the 16-bit param `low`.
+template <typename T, bool kMaster>
+struct ParamIO {
   using L = Lanes<T>;
   using O = typename L::O;
   using OVec = typename L::OVec;
+  using P = std::conditional_t<kMaster, float, T>;
+
+  static inline void load(const P* p, OVec* out) {
+    if constexpr (kMaster) {
+      L::load_state(p, out);
+    } else {
+      L::load(p, out);
+    }
+  }
+  // Elements [i, i + kStep) of the param (and of `low`, null unless kMaster).
+  static inline void store(P* p, T* low, int64_t i, const OVec* in) {
+    if constexpr (kMaster) {
+      L::store_state(p + i, in);
+      L::store(low + i, in);
+    } else {
+      (void)low;
+      L::store(p + i, in);
+    }
+  }
+  static inline void store1(P* p, T* low, int64_t i, O v) {
+    p[i] = static_cast<P>(v);
+    if constexpr (kMaster) {
+      low[i] = static_cast<T>(v);
+    } else {
+      (void)low;
+    }
+  }
+};
+
+// The SGD span: param `p` (see ParamIO), grad `g`, written back divided to `g_out` when the
+// scalars say so (the regular spans: g_out == g; the master spans: null, grads left as they are),
+// momentum buffer `buf_v` (O) or null.
+template <typename T, bool kMaster>
+void sgd_update_span(typename ParamIO<T, kMaster>::P* p, const T* g, T* g_out, T* low, void* buf_v,
+                     int64_t n, const SgdScalars& s) {
+  using IO = ParamIO<T, kMaster>;
+  using L = typename IO::L;
+  using O = typename IO::O;
+  using OVec = typename IO::OVec;
   O* buf = static_cast<O*>(buf_v);
   const SgdCoeffs<OVec> cv = SgdCoeffs<OVec>::template make<O>(s);
   const SgdCoeffs<O> cs = SgdCoeffs<O>::template make<O>(s);
+  const bool store_grad = g_out != nullptr && cs.store_grad();
   const Prefetch pf(cpu_prefetch_distance(), n);
   const O* buf_in = cv.first() ? nullptr : buf;
   int64_t i = 0;
   for (; i + L::kStep <= n; i += L::kStep) {
     pf.ahead(p, i, L::kStep);
     pf.ahead(g, i, L::kStep);
+    pf.ahead(low, i, L::kStep);
     pf.ahead(buf_in, i, L::kStep);
     OVec pv[L::kParts], gv[L::kParts], bv[L::kParts];
-    L::load(p + i, pv);
+    IO::load(p + i, pv);
     L::load(g + i, gv);
     if (buf && !cv.first()) L::load_state(buf + i, bv);
     for (int k = 0; k < L::kParts; ++k) sgd_element(pv[k], gv[k], bv[k], cv);
-    L::store(p + i, pv);
-    if (cv.store_grad()) L::store(g + i, gv);
+    IO::store(p, low, i, pv);
+    if (store_grad) L::store(g_out + i, gv);
     if (buf) L::store_state(buf + i, bv);
   }
   for (; i < n; ++i) {
     O pv = static_cast<O>(p[i]), gv = static_cast<O>(g[i]);
     O bv = (buf && !cs.first()) ? buf[i] : O(0);
     sgd_element(pv, gv, bv, cs);
-    p[i] = static_cast<T>(pv);
-    if (cs.store_grad()) g[i] = static_cast<T>(gv);
+    IO::store1(p, low, i, pv);
+    if (store_grad) g_out[i] = static_cast<T>(gv);
     if (buf) buf[i] = bv;
   }
 }
 
-template <typename T>
-void adam_span(T* p, T* g, void* m_v, void* v_v, void* vmax_v, int64_t n, const AdamScalars& s) {
-  using L = Lanes<T>;
-  using O = typename L::O;
-  using OVec = typename L::OVec;
+// The Adam / AdamW span: as sgd_update_span, with the state m, v and (amsgrad) vmax, or null.
+template <typename T, bool kMaster>
+void adam_update_span(typename ParamIO<T, kMaster>::P* p, const T* g, T* g_out, T* low, void* m_v,
+                      void* v_v, void* vmax_v, int64_t n, const AdamScalars& s) {
+  using IO = ParamIO<T, kMaster>;
+  using L = typename IO::L;
+  using O = typename IO::O;
+  using OVec = typename IO::OVec;
   O* m = static_cast<O*>(m_v);
   O* v = static_cast<O*>(v_v);
   O* vmax = static_cast<O*>(vmax_v);
   const AdamCoeffs<OVec> cv = AdamCoeffs<OVec>::template make<O>(s);
   const AdamCoeffs<O> cs = AdamCoeffs<O>::template make<O>(s);
+  const bool store_grad = g_out != nullptr && cs.store_grad();
   const Prefetch pf(cpu_prefetch_distance(), n);
   int64_t i = 0;
   for (; i + L::kStep <= n; i += L::kStep) {
     pf.ahead(p, i, L::kStep);
     pf.ahead(g, i, L::kStep);
+    pf.ahead(low, i, L::kStep);
     pf.ahead(m, i, L::kStep);
     pf.ahead(v, i, L::kStep);
     pf.ahead(vmax, i, L::kStep);
     OVec pv[L::kParts], gv[L::kParts], mv[L::kParts], vv[L::kParts], xv[L::kParts];
-    L::load(p + i, pv);
+    IO::load(p + i, pv);
     L::load(g + i, gv);
     L::load_state(m + i, mv);
     L::load_state(v + i, vv);
@@ -161,8 +211,8 @@ void adam_span(T* p, T* g, void* m_v, void* v_v, void* vmax_v, int64_t n, const 
     for (int k = 0; k < L::kParts; ++k) {
       adam_element<OVec, VecOps<OVec>>(pv[k], gv[k], mv[k], vv[k], xv[k], cv);
     }
-    L::store(p + i, pv);
-    if (cv.store_grad()) L::store(g + i, gv);
+    IO::store(p, low, i, pv);
+    if (store_grad) L::store(g_out + i, gv);
     L::store_state(m + i, mv);
     L::store_state(v + i, vv);
     if (vmax) L::store_state(vmax + i, xv);
@@ -171,92 +221,33 @@ void adam_span(T* p, T* g, void* m_v, void* v_v, void* vmax_v, int64_t n, const 
     O pv = static_cast<O>(p[i]), gv = static_cast<O>(g[i]);
     O xv = vmax ? vmax[i] : O(0);
     adam_element<O, ScalarOps<O>>(pv, gv, m[i], v[i], xv, cs);
-    p[i] = static_cast<T>(pv);
-    if (cs.store_grad()) g[i] = static_cast<T>(gv);
+    IO::store1(p, low, i, pv);
+    if (store_grad) g_out[i] = static_cast<T>(gv);
     if (vmax) vmax[i] = xv;
   }
 }
 
-// master_weights in one pass: the float32 master is the param the update reads and writes, the
-// grad is the 16-bit param's (T), and the master rounded to T (to nearest even, as the copy of
-// the three-pass path) is written to the 16-bit param. Grads are not written back.
+// The kernel table's entries (kernel_table.h signatures).
 template <typename T>
-void sgd_master_span(float* master, const T* g, T* low, void* buf_v, int64_t n,
-                     const SgdScalars& s) {
-  using L = Lanes<T>;
-  using OVec = typename L::OVec;
-  float* buf = static_cast<float*>(buf_v);
-  const SgdCoeffs<OVec> cv = SgdCoeffs<OVec>::template make<float>(s);
-  const SgdCoeffs<float> cs = SgdCoeffs<float>::template make<float>(s);
-  const Prefetch pf(cpu_prefetch_distance(), n);
-  const float* buf_in = cv.first() ? nullptr : buf;
-  int64_t i = 0;
-  for (; i + L::kStep <= n; i += L::kStep) {
-    pf.ahead(master, i, L::kStep);
-    pf.ahead(g, i, L::kStep);
-    pf.ahead(low, i, L::kStep);
-    pf.ahead(buf_in, i, L::kStep);
-    OVec pv[L::kParts], gv[L::kParts], bv[L::kParts];
-    L::load_state(master + i, pv);
-    L::load(g + i, gv);
-    if (buf && !cv.first()) L::load_state(buf + i, bv);
-    for (int k = 0; k < L::kParts; ++k) sgd_element(pv[k], gv[k], bv[k], cv);
-    L::store_state(master + i, pv);
-    L::store(low + i, pv);
-    if (buf) L::store_state(buf + i, bv);
-  }
-  for (; i < n; ++i) {
-    float pv = master[i], gv = static_cast<float>(g[i]);
-    float bv = (buf && !cs.first()) ? buf[i] : 0.0f;
-    sgd_element(pv, gv, bv, cs);
-    master[i] = pv;
-    low[i] = static_cast<T>(pv);
-    if (buf) buf[i] = bv;
-  }
+void sgd_span(T* p, T* g, void* buf, int64_t n, const SgdScalars& s) {
+  sgd_update_span<T, false>(p, g, g, nullptr, buf, n, s);
 }
 
 template <typename T>
-void adam_master_span(float* master, const T* g, T* low, void* m_v, void* v_v, void* vmax_v,
-                      int64_t n, const AdamScalars& s) {
-  using L = Lanes<T>;
-  using OVec = typename L::OVec;
-  float* m = static_cast<float*>(m_v);
-  float* v = static_cast<float*>(v_v);
-  float* vmax = static_cast<float*>(vmax_v);
-  const AdamCoeffs<OVec> cv = AdamCoeffs<OVec>::template make<float>(s);
-  const AdamCoeffs<float> cs = AdamCoeffs<float>::template make<float>(s);
-  const Prefetch pf(cpu_prefetch_distance(), n);
-  int64_t i = 0;
-  for (; i + L::kStep <= n; i += L::kStep) {
-    pf.ahead(master, i, L::kStep);
-    pf.ahead(g, i, L::kStep);
-    pf.ahead(low, i, L::kStep);
-    pf.ahead(m, i, L::kStep);
-    pf.ahead(v, i, L::kStep);
-    pf.ahead(vmax, i, L::kStep);
-    OVec pv[L::kParts], gv[L::kParts], mv[L::kParts], vv[L::kParts], xv[L::kParts];
-    L::load_state(master + i, pv);
-    L::load(g + i, gv);
-    L::load_state(m + i, mv);
-    L::load_state(v + i, vv);
-    if (vmax) L::load_state(vmax + i, xv);
-    for (int k = 0; k < L::kParts; ++k) {
-      adam_element<OVec, VecOps<OVec>>(pv[k], gv[k], mv[k], vv[k], xv[k], cv);
-    }
-    L::store_state(master + i, pv);
-    L::store(low + i, pv);
-    L::store_state(m + i, mv);
-    L::store_state(v + i, vv);
-    if (vmax) L::store_state(vmax + i, xv);
-  }
-  for (; i < n; ++i) {
-    float pv = master[i], gv = static_cast<float>(g[i]);
-    float xv = vmax ? vmax[i] : 0.0f;
-    adam_element<float, ScalarOps<float>>(pv, gv, m[i], v[i], xv, cs);
-    master[i] = pv;
-    low[i] = static_cast<T>(pv);
-    if (vmax) vmax[i] = xv;
-  }
+void adam_span(T* p, T* g, void* m, void* v, void* vmax, int64_t n, const AdamScalars& s) {
+  adam_update_span<T, false>(p, g, g, nullptr, m, v, vmax, n, s);
+}
+
+// master_weights in one pass: grads are not written back.
+template <typename T>
+void sgd_master_span(float* master, const T* g, T* low, void* buf, int64_t n, const SgdScalars& s) {
+  sgd_update_span<T, true>(master, g, nullptr, low, buf, n, s);
+}
+
+template <typename T>
+void adam_master_span(float* master, const T* g, T* low, void* m, void* v, void* vmax, int64_t n,
+                      const AdamScalars& s) {
+  adam_update_span<T, true>(master, g, nullptr, low, m, v, vmax, n, s);
 }
 
 // Schedule-free update or train/eval switch (schedule_free.h) of n elements; the state z and
