@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "hd.h"
 #include "schedule.h"
@@ -405,43 +406,93 @@ FUSEDLR_INLINE void for_chunk(bool aligned, int n, int thread, int block_dim, co
   }
 }
 
-// SGD update of one (tensor, chunk) block. T is the param type.
-template <typename T, int Layout = kClassicArgs>
-FUSEDLR_INLINE void sgd_block(const TensorListMeta<3, Layout>& meta, const UpdateArgs& args,
-                              int block, int thread, int block_dim) {
-  using O = typename ElemTraits<T>::Opmath;
+// Where a block reads and writes the param (the CPU spans' ParamIO). Regular (kMaster false):
+// the param of type T at pointer 0 and its grad at 1, written back when the coefficients say
+// so. master_weights in one pass (kMaster true): the float32 master at 0 is the param the
+// update reads and writes, the grad (T) at 1 is never written back, and the 16-bit param at 2
+// receives the master rounded to T (to nearest even). The state follows from pointer kState.
+template <typename T, bool kMaster>
+struct BlockParam {
+  using O = typename ElemTraits<T>::Opmath;  // float for the master kernels' 16-bit T
+  using P = std::conditional_t<kMaster, float, T>;
+  static constexpr int kState = kMaster ? 3 : 2;
+
+  P* p;
+  T* grad;
+  T* low;  // kMaster only
+
+  template <int Depth, int Layout>
+  static FUSEDLR_INLINE BlockParam of(const TensorListMeta<Depth, Layout>& meta, int t,
+                                      int64_t start) {
+    T* low = nullptr;
+    if constexpr (kMaster) low = static_cast<T*>(meta.addresses[2][t]) + start;
+    return BlockParam{static_cast<P*>(meta.addresses[0][t]) + start,
+                      static_cast<T*>(meta.addresses[1][t]) + start, low};
+  }
+  // kILP params from element i (vector access: the tensor's pointers are aligned).
+  FUSEDLR_INLINE void load(int i, O (&pv)[kILP]) const {
+    P pr[kILP];
+    load_vec(p + i, pr);
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) pv[k] = ElemTraits<P>::load(pr[k]);
+  }
+  FUSEDLR_INLINE void store(int i, const O (&pv)[kILP]) const {
+    P pr[kILP];
+#pragma unroll
+    for (int k = 0; k < kILP; ++k) pr[k] = ElemTraits<P>::store(pv[k]);
+    store_vec(p + i, pr);
+    if constexpr (kMaster) {
+      T lq[kILP];
+#pragma unroll
+      for (int k = 0; k < kILP; ++k) lq[k] = ElemTraits<T>::store(pv[k]);
+      store_vec(low + i, lq);
+    }
+  }
+  FUSEDLR_INLINE O load1(int j) const { return load_elem(p, j); }
+  FUSEDLR_INLINE void store1(int j, O v) const {
+    p[j] = ElemTraits<P>::store(v);
+    if constexpr (kMaster) low[j] = ElemTraits<T>::store(v);
+  }
+};
+
+// SGD update of one (tensor, chunk) block: T is the param type (the grad's), kMaster as in
+// BlockParam, the momentum buffer (O) at pointer kState.
+template <typename T, bool kMaster, int Depth, int Layout>
+FUSEDLR_INLINE void sgd_update_block(const TensorListMeta<Depth, Layout>& meta,
+                                     const UpdateArgs& args, int block, int thread, int block_dim) {
+  using IO = BlockParam<T, kMaster>;
+  using O = typename IO::O;
+  static_assert(Depth == IO::kState + 1, "SGD: param pointers and the momentum buffer");
   if (skip_update(args)) return;
   const ChunkSpan span = chunk_span(meta, block);
   const int t = span.tensor;
   const int64_t g = meta.group[t];
   SgdScalars s = make_sgd_scalars(args.hparams + g * kGroupFields, args.group_lr + 2 * g,
                                   static_cast<double>(*meta.step[t]), grad_scale_of(args));
-  O* buf = static_cast<O*>(meta.addresses[2][t]);
+  O* buf = static_cast<O*>(meta.addresses[IO::kState][t]);
   s.has_buf = s.has_buf && buf != nullptr;  // (the CPU op rejects momentum without a buffer)
   const SgdCoeffs<O> c = SgdCoeffs<O>::template make<O>(s);
-  T* p = static_cast<T*>(meta.addresses[0][t]) + span.start;
-  T* gr = static_cast<T*>(meta.addresses[1][t]) + span.start;
+  const IO io = IO::of(meta, t, span.start);
   if (c.has_buf()) buf += span.start;
   const bool load_buf = c.has_buf() && !c.first();
+  const bool store_grad = !kMaster && c.store_grad();
   const int n = span.n;
   for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
     if (count == kILP) {
       O pv[kILP] = {}, gv[kILP] = {}, bv[kILP] = {};
-      T pr[kILP], gq[kILP];
-      load_vec(p + i, pr);
-      load_vec(gr + i, gq);
+      T gq[kILP];
+      io.load(i, pv);
+      load_vec(io.grad + i, gq);
       if (load_buf) load_vec(buf + i, bv);
 #pragma unroll
       for (int k = 0; k < kILP; ++k) {
-        pv[k] = ElemTraits<T>::load(pr[k]);
         gv[k] = ElemTraits<T>::load(gq[k]);
         if (!load_buf) bv[k] = O(0);
         sgd_element(pv[k], gv[k], bv[k], c);
-        pr[k] = ElemTraits<T>::store(pv[k]);
         gq[k] = ElemTraits<T>::store(gv[k]);
       }
-      store_vec(p + i, pr);
-      if (c.store_grad()) store_vec(gr + i, gq);
+      io.store(i, pv);
+      if (store_grad) store_vec(io.grad + i, gq);
       if (c.has_buf()) store_vec(buf + i, bv);
       return;
     }
@@ -453,57 +504,59 @@ FUSEDLR_INLINE void sgd_block(const TensorListMeta<3, Layout>& meta, const Updat
     for (int k = 0; k < kILP; ++k) {
       const int j = i + k * stride;
       if (k < lim && j < n) {
-        O pe = load_elem(p, j), ge = load_elem(gr, j);
+        O pe = io.load1(j), ge = load_elem(io.grad, j);
         O be = load_buf ? buf[j] : O(0);
         sgd_element(pe, ge, be, c);
-        p[j] = ElemTraits<T>::store(pe);
-        if (c.store_grad()) gr[j] = ElemTraits<T>::store(ge);
+        io.store1(j, pe);
+        if (store_grad) io.grad[j] = ElemTraits<T>::store(ge);
         if (c.has_buf()) buf[j] = be;
       }
     }
   });
 }
 
-// Adam / AdamW update of one (tensor, chunk) block. T is the param type.
-template <typename T, int Layout = kClassicArgs>
-FUSEDLR_INLINE void adam_block(const TensorListMeta<5, Layout>& meta, const UpdateArgs& args,
-                               int block, int thread, int block_dim) {
-  using O = typename ElemTraits<T>::Opmath;
+// Adam / AdamW update of one (tensor, chunk) block: as sgd_update_block, with m, v and
+// (amsgrad) vmax at pointers kState, kState + 1 and kState + 2.
+template <typename T, bool kMaster, int Depth, int Layout>
+FUSEDLR_INLINE void adam_update_block(const TensorListMeta<Depth, Layout>& meta,
+                                      const UpdateArgs& args, int block, int thread,
+                                      int block_dim) {
+  using IO = BlockParam<T, kMaster>;
+  using O = typename IO::O;
+  static_assert(Depth == IO::kState + 3, "Adam: param pointers, m, v and vmax");
   if (skip_update(args)) return;
   const ChunkSpan span = chunk_span(meta, block);
   const int t = span.tensor;
   const int64_t g = meta.group[t];
   AdamScalars s = make_adam_scalars(args.hparams + g * kGroupFields, args.group_lr + 2 * g,
                                     static_cast<double>(*meta.step[t]), grad_scale_of(args));
-  O* vmax = static_cast<O*>(meta.addresses[4][t]);
+  O* vmax = static_cast<O*>(meta.addresses[IO::kState + 2][t]);
   s.amsgrad = s.amsgrad && vmax != nullptr;  // (the CPU op rejects amsgrad without a slot)
   const AdamCoeffs<O> c = AdamCoeffs<O>::template make<O>(s);
-  T* p = static_cast<T*>(meta.addresses[0][t]) + span.start;
-  T* gr = static_cast<T*>(meta.addresses[1][t]) + span.start;
-  O* m = static_cast<O*>(meta.addresses[2][t]) + span.start;
-  O* v = static_cast<O*>(meta.addresses[3][t]) + span.start;
+  const IO io = IO::of(meta, t, span.start);
+  O* m = static_cast<O*>(meta.addresses[IO::kState][t]) + span.start;
+  O* v = static_cast<O*>(meta.addresses[IO::kState + 1][t]) + span.start;
   if (c.amsgrad()) vmax += span.start;
+  const bool store_grad = !kMaster && c.store_grad();
   const int n = span.n;
   for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
     if (count == kILP) {
       O pv[kILP] = {}, gv[kILP] = {}, mv[kILP] = {}, vv[kILP] = {}, xv[kILP] = {};
-      T pr[kILP], gq[kILP];
-      load_vec(p + i, pr);
-      load_vec(gr + i, gq);
+      T gq[kILP];
+      io.load(i, pv);
+      load_vec(io.grad + i, gq);
       load_vec(m + i, mv);
       load_vec(v + i, vv);
       if (c.amsgrad()) load_vec(vmax + i, xv);
 #pragma unroll
       for (int k = 0; k < kILP; ++k) {
-        pv[k] = ElemTraits<T>::load(pr[k]);
         gv[k] = ElemTraits<T>::load(gq[k]);
         if (!c.amsgrad()) xv[k] = O(0);
         adam_element<O, ScalarOps<O>>(pv[k], gv[k], mv[k], vv[k], xv[k], c);
-        pr[k] = ElemTraits<T>::store(pv[k]);
         gq[k] = ElemTraits<T>::store(gv[k]);
       }
-      store_vec(p + i, pr);
-      if (c.store_grad()) store_vec(gr + i, gq);
+      io.store(i, pv);
+      if (store_grad) store_vec(io.grad + i, gq);
       store_vec(m + i, mv);
       store_vec(v + i, vv);
       if (c.amsgrad()) store_vec(vmax + i, xv);
@@ -517,11 +570,11 @@ FUSEDLR_INLINE void adam_block(const TensorListMeta<5, Layout>& meta, const Upda
     for (int k = 0; k < kILP; ++k) {
       const int j = i + k * stride;
       if (k < lim && j < n) {
-        O pe = load_elem(p, j), ge = load_elem(gr, j), me = m[j], ve = v[j];
+        O pe = io.load1(j), ge = load_elem(io.grad, j), me = m[j], ve = v[j];
         O xe = c.amsgrad() ? vmax[j] : O(0);
         adam_element<O, ScalarOps<O>>(pe, ge, me, ve, xe, c);
-        p[j] = ElemTraits<T>::store(pe);
-        if (c.store_grad()) gr[j] = ElemTraits<T>::store(ge);
+        io.store1(j, pe);
+        if (store_grad) io.grad[j] = ElemTraits<T>::store(ge);
         m[j] = me;
         v[j] = ve;
         if (c.amsgrad()) vmax[j] = xe;
@@ -530,121 +583,29 @@ FUSEDLR_INLINE void adam_block(const TensorListMeta<5, Layout>& meta, const Upda
   });
 }
 
-// master_weights in one pass: the float32 master (pointer 0) is the param the update reads and
-// writes, the grad (1) is the 16-bit param's type T, and the master rounded to T (to nearest
-// even) is stored to the 16-bit param (2); grads are not written back. State from pointer 3.
+// The kernels' blocks: T is the param type; the master blocks' T is the 16-bit param's.
+template <typename T, int Layout = kClassicArgs>
+FUSEDLR_INLINE void sgd_block(const TensorListMeta<3, Layout>& meta, const UpdateArgs& args,
+                              int block, int thread, int block_dim) {
+  sgd_update_block<T, false>(meta, args, block, thread, block_dim);
+}
+
+template <typename T, int Layout = kClassicArgs>
+FUSEDLR_INLINE void adam_block(const TensorListMeta<5, Layout>& meta, const UpdateArgs& args,
+                               int block, int thread, int block_dim) {
+  adam_update_block<T, false>(meta, args, block, thread, block_dim);
+}
+
 template <typename T, int Layout = kClassicArgs>
 FUSEDLR_INLINE void sgd_master_block(const TensorListMeta<4, Layout>& meta, const UpdateArgs& args,
                                      int block, int thread, int block_dim) {
-  if (skip_update(args)) return;
-  const ChunkSpan span = chunk_span(meta, block);
-  const int t = span.tensor;
-  const int64_t g = meta.group[t];
-  SgdScalars s = make_sgd_scalars(args.hparams + g * kGroupFields, args.group_lr + 2 * g,
-                                  static_cast<double>(*meta.step[t]), grad_scale_of(args));
-  float* buf = static_cast<float*>(meta.addresses[3][t]);
-  s.has_buf = s.has_buf && buf != nullptr;
-  const SgdCoeffs<float> c = SgdCoeffs<float>::template make<float>(s);
-  float* mp = static_cast<float*>(meta.addresses[0][t]) + span.start;
-  const T* gr = static_cast<const T*>(meta.addresses[1][t]) + span.start;
-  T* low = static_cast<T*>(meta.addresses[2][t]) + span.start;
-  if (c.has_buf()) buf += span.start;
-  const bool load_buf = c.has_buf() && !c.first();
-  const int n = span.n;
-  for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
-    if (count == kILP) {
-      float pv[kILP] = {}, gv[kILP] = {}, bv[kILP] = {};
-      T gq[kILP], lq[kILP];
-      load_vec(mp + i, pv);
-      load_vec(gr + i, gq);
-      if (load_buf) load_vec(buf + i, bv);
-#pragma unroll
-      for (int k = 0; k < kILP; ++k) {
-        gv[k] = ElemTraits<T>::load(gq[k]);
-        if (!load_buf) bv[k] = 0.0f;
-        sgd_element(pv[k], gv[k], bv[k], c);
-        lq[k] = ElemTraits<T>::store(pv[k]);
-      }
-      store_vec(mp + i, pv);
-      store_vec(low + i, lq);
-      if (c.has_buf()) store_vec(buf + i, bv);
-      return;
-    }
-    const int stride = count == 1 ? 0 : block_dim;
-    const int lim = count == 1 ? 1 : kILP;
-#pragma unroll
-    for (int k = 0; k < kILP; ++k) {
-      const int j = i + k * stride;
-      if (k < lim && j < n) {
-        float pe = mp[j], ge = load_elem(gr, j);
-        float be = load_buf ? buf[j] : 0.0f;
-        sgd_element(pe, ge, be, c);
-        mp[j] = pe;
-        low[j] = ElemTraits<T>::store(pe);
-        if (c.has_buf()) buf[j] = be;
-      }
-    }
-  });
+  sgd_update_block<T, true>(meta, args, block, thread, block_dim);
 }
 
 template <typename T, int Layout = kClassicArgs>
 FUSEDLR_INLINE void adam_master_block(const TensorListMeta<6, Layout>& meta, const UpdateArgs& args,
                                       int block, int thread, int block_dim) {
-  if (skip_update(args)) return;
-  const ChunkSpan span = chunk_span(meta, block);
-  const int t = span.tensor;
-  const int64_t g = meta.group[t];
-  AdamScalars s = make_adam_scalars(args.hparams + g * kGroupFields, args.group_lr + 2 * g,
-                                    static_cast<double>(*meta.step[t]), grad_scale_of(args));
-  float* vmax = static_cast<float*>(meta.addresses[5][t]);
-  s.amsgrad = s.amsgrad && vmax != nullptr;
-  const AdamCoeffs<float> c = AdamCoeffs<float>::template make<float>(s);
-  float* mp = static_cast<float*>(meta.addresses[0][t]) + span.start;
-  const T* gr = static_cast<const T*>(meta.addresses[1][t]) + span.start;
-  T* low = static_cast<T*>(meta.addresses[2][t]) + span.start;
-  float* m = static_cast<float*>(meta.addresses[3][t]) + span.start;
-  float* v = static_cast<float*>(meta.addresses[4][t]) + span.start;
-  if (c.amsgrad()) vmax += span.start;
-  const int n = span.n;
-  for_chunk(meta.aligned[t] != 0, n, thread, block_dim, [&](int i, int count) {
-    if (count == kILP) {
-      float pv[kILP] = {}, gv[kILP] = {}, mv[kILP] = {}, vv[kILP] = {}, xv[kILP] = {};
-      T gq[kILP], lq[kILP];
-      load_vec(mp + i, pv);
-      load_vec(gr + i, gq);
-      load_vec(m + i, mv);
-      load_vec(v + i, vv);
-      if (c.amsgrad()) load_vec(vmax + i, xv);
-#pragma unroll
-      for (int k = 0; k < kILP; ++k) {
-        gv[k] = ElemTraits<T>::load(gq[k]);
-        adam_element<float, ScalarOps<float>>(pv[k], gv[k], mv[k], vv[k], xv[k], c);
-        lq[k] = ElemTraits<T>::store(pv[k]);
-      }
-      store_vec(mp + i, pv);
-      store_vec(low + i, lq);
-      store_vec(m + i, mv);
-      store_vec(v + i, vv);
-      if (c.amsgrad()) store_vec(vmax + i, xv);
-      return;
-    }
-    const int stride = count == 1 ? 0 : block_dim;
-    const int lim = count == 1 ? 1 : kILP;
-#pragma unroll
-    for (int k = 0; k < kILP; ++k) {
-      const int j = i + k * stride;
-      if (k < lim && j < n) {
-        float pe = mp[j], ge = load_elem(gr, j), me = m[j], ve = v[j];
-        float xe = c.amsgrad() ? vmax[j] : 0.0f;
-        adam_element<float, ScalarOps<float>>(pe, ge, me, ve, xe, c);
-        mp[j] = pe;
-        low[j] = ElemTraits<T>::store(pe);
-        m[j] = me;
-        v[j] = ve;
-        if (c.amsgrad()) vmax[j] = xe;
-      }
-    }
-  });
+  adam_update_block<T, true>(meta, args, block, thread, block_dim);
 }
 
 // Step-increment pass, launched after every update launch of the call so that
