@@ -70,7 +70,8 @@ class GradClip:
         self.skipped = torch.zeros((), dtype=torch.float64, device=device)
         self._coef = torch.zeros((), dtype=torch.float64, device=device)
         # the ops' grad_scale, float64: the CPU and CUDA kernels read it as is (float64 params
-        # keep the exact coefficient; float32 / 16-bit params round it as before)
+        # keep the exact coefficient; the float32 and 16-bit kernels round it to float32 per
+        # tensor, on the CPU and, since the float64 scale reaches them, on CUDA alike)
         self._scale = torch.zeros(1, dtype=torch.float64, device=device)
         self._found = torch.zeros(1, dtype=torch.float32, device=device)
 

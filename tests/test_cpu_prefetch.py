@@ -1,13 +1,16 @@
 """The CPU kernels' software prefetch: results independent of the distance, and its settings.
 
-The prefetch (``csrc/cpu/update_kernels.h``) only asks for cache lines ahead of each loop; it
-must not change a single bit of any result. Every kernel family (SGD with and without momentum,
-Adam with amsgrad, AdamW, one-pass master weights, schedule-free SGD and AdamW) is stepped with
-prefetch off and at several distances (one element, within a line, the default, far past every
-array) on sizes that end inside a vector, inside a line and past a 16K work item, and must give
-bit-identical params and state; prefetch off is also checked against torch.optim so the
-comparison is between right answers. The ISAs this CPU has (AVX2, AVX-512, the portable one)
-each run the same check in a subprocess.
+The prefetch (``csrc/cpu/prefetch.h``, used by ``csrc/cpu/update_kernels.h``) only asks for
+cache lines ahead of each loop; it must not change a single bit of any result. Every kernel
+family (SGD with and without momentum, Adam with amsgrad, AdamW, one-pass master weights,
+schedule-free SGD and AdamW) is stepped with prefetch off and at several distances (one element,
+within a line, the default, the largest: 8192, past most of these arrays) on sizes that end
+inside a vector, inside a line and past a 16K work item, and must give bit-identical params and
+state; the default-distance run is also checked against torch.optim so the comparison is between
+right answers. The ISAs this CPU has (AVX2, AVX-512, the portable one) each run the same check
+in a subprocess. A prefetch cannot change results, so these tests catch a prefetch that breaks
+the loops, not one that does nothing: ``tests/cpp/prefetch_test.cpp`` checks the lines it asks
+for, and ``benchmarks/bench_stream.py`` what it is worth.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import fusedlr
 from fusedlr import _C, cpu_tuning, schedules
 
 SIZES = (1, 7, 17, 4097, 16384 * 2 + 5, 65537)
-DISTANCES = (1, 7, 16, 512, 1 << 20)
+DISTANCES = (1, 7, 16, 512, 8192)
 
 
 @pytest.fixture(autouse=True)
@@ -134,22 +137,30 @@ def test_prefetch_run_matches_torch(kind):
 
 
 def test_set_and_get():
+    assert _C.cpu_prefetch_limit() == 8192
     for value in (0, 1, 333, _C.cpu_prefetch_limit()):
         cpu_tuning.set_prefetch_distance(value)
         assert cpu_tuning.prefetch_distance() == value == _C.cpu_prefetch_distance()
 
 
-@pytest.mark.parametrize("bad", [-1, (1 << 20) + 1, 2**40])
+@pytest.mark.parametrize("bad", [-1, 8193, 1 << 20, 2**40])
 def test_out_of_range_refused_unchanged(bad):
     cpu_tuning.set_prefetch_distance(96)
-    with pytest.raises(ValueError, match=r"elements must be in \[0, 1048576\]"):
+    with pytest.raises(ValueError, match=r"elements must be in \[0, 8192\]"):
         cpu_tuning.set_prefetch_distance(bad)
-    with pytest.raises(ValueError, match=r"elements must be in \[0, 1048576\]"):
+    with pytest.raises(ValueError, match=r"elements must be in \[0, 8192\]"):
         _C.set_cpu_prefetch_distance(bad if bad < 2**40 else -5)
     assert cpu_tuning.prefetch_distance() == 96
 
 
-@pytest.mark.parametrize("bad", [1.5, True, "8", None])
+def test_integer_types_accepted():
+    np = pytest.importorskip("numpy")
+    for value, want in ((np.int64(256), 256), (np.uint16(8192), 8192), (torch.tensor(3), 3)):
+        cpu_tuning.set_prefetch_distance(value)
+        assert cpu_tuning.prefetch_distance() == want
+
+
+@pytest.mark.parametrize("bad", [1.5, True, "8", None, torch.tensor(2.0)])
 def test_wrong_type_refused(bad):
     cpu_tuning.set_prefetch_distance(64)
     with pytest.raises(TypeError, match="elements must be an int"):
@@ -163,18 +174,29 @@ def _python(code, **env):
                           timeout=300)
 
 
-@pytest.mark.parametrize("raw", ["abc", "-1", "1048577", " 64", "6_4", "1e3", "+5"])
+@pytest.mark.parametrize("raw", ["abc", "-1", "8193", " 64", "6_4", "1e3", "+5", "000000512",
+                                 "\u0665"])
 def test_malformed_env_refused_at_import(raw):
     r = _python("import fusedlr", FUSEDLR_CPU_PREFETCH=raw)
     assert r.returncode != 0
-    assert "FUSEDLR_CPU_PREFETCH must be an integer number of elements in [0, 1048576]" in r.stderr
+    assert "FUSEDLR_CPU_PREFETCH must be an integer number of elements in [0, 8192]" in r.stderr
     assert repr(raw) in r.stderr
+
+
+def test_env_is_read_at_import_only():
+    """The value is fixed at import: changing the environment afterwards changes nothing."""
+    code = ("import os, fusedlr; os.environ['FUSEDLR_CPU_PREFETCH'] = 'abc'; "
+            "os.environ['FUSEDLR_CPU_PREFETCH'] = '100'; "
+            "print(fusedlr.cpu_tuning.prefetch_distance())")
+    r = _python(code, FUSEDLR_CPU_PREFETCH="300")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["300"]
 
 
 def test_env_sets_start_value_and_info_shows_it():
     code = ("import fusedlr, fusedlr.info as i; print(fusedlr.cpu_tuning.prefetch_distance()); "
             "print(i.info()['CPU prefetch distance (elements)'])")
-    for raw, want in (("0", 0), ("2048", 2048), ("", 512)):
+    for raw, want in (("0", 0), ("2048", 2048), ("00008192", 8192), ("", 512)):
         r = _python(code, FUSEDLR_CPU_PREFETCH=raw)
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == [str(want), str(want)]

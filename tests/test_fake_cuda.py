@@ -561,3 +561,32 @@ def test_float64_grad_scale_reaches_the_kernel(kind, sign):
     cpu32, fake32, _ = _run_both(kind, tensors, meta, hparams, group_lr, scale.float(), inf)
     _assert_same(cpu32, fake32)
     assert any(not torch.equal(a, b) for a, b in zip(fake[0], fake32[0], strict=True))
+
+
+@pytest.mark.parametrize("scale", [8.0, -2.6875, 21.55], ids=["f32", "f32neg", "f64"])
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_master_launcher_with_a_scale_leaves_grads_and_matches_cpu(kind, scale):
+    """The one-pass master kernels with a grad scale (positive: a GradScaler's, which the
+    regular kernels write back divided; negative: the clip path's; float64: a clip coefficient)
+    never write the 16-bit grads, and give what the CPU master op gives, bit for bit."""
+    call, ds = _master_call(kind, torch.bfloat16, SIZES + _many(kind), seed=33)
+    grads = [p.grad for p in call.sources]
+    before = [g.clone() for g in grads]
+    dt = torch.float64 if scale == 21.55 else torch.float32
+    gs, inf = torch.tensor(scale, dtype=dt), torch.tensor(0.0)
+    lists = [list(call.params), *map(list, call.lists), list(call.steps), list(call.sources)]
+    fake, cpu = _copy(lists), _copy(lists)
+    for op_ns, out in ((_ops, fake), (ops, cpu)):
+        if op_ns is _ops:
+            _reset()
+        if kind == "sgd":
+            op_ns.sgd_update_master_(out[0], grads, out[1], out[2], out[3], call.meta,
+                                     ds.hparams, ds.group_lr, gs, inf)
+        else:
+            op_ns.adam_update_master_(out[0], grads, out[1], out[2], out[3], out[4], out[5],
+                                      call.meta, ds.hparams, ds.group_lr, gs, inf)
+    assert all(torch.equal(a, b) for a, b in zip(grads, before, strict=True))
+    for a_list, b_list in zip(fake, cpu, strict=True):
+        for a, b in zip(a_list, b_list, strict=True):
+            assert torch.equal(a, b)
+    assert not torch.equal(fake[0][4], lists[0][4])  # the masters moved

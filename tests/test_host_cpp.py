@@ -131,3 +131,9 @@ def test_misaligned_vector_load_is_reported(vector_exe):
     out = run(vector_exe, ["misaligned"])
     text = out.stdout + out.stderr
     assert out.returncode != 0 and "misaligned address" in text, text[-4000:]
+
+
+def test_prefetch_lines(tmp_path):
+    """csrc/cpu/prefetch.h asks for each streamed line once, `distance` elements ahead."""
+    out = build_and_run(tmp_path, "prefetch_test.cpp", ["-I" + os.path.join(ROOT, "csrc")])
+    assert int(out.split("ok: ")[1].split()[0]) > 10000, out

@@ -29,11 +29,15 @@ KernelTable choose() {
 int64_t initial_prefetch() {
   const char* v = std::getenv("FUSEDLR_CPU_PREFETCH");
   if (v == nullptr || v[0] == '\0') return kDefaultPrefetch;
-  char* end = nullptr;
-  const long long n = std::strtoll(v, &end, 10);
-  // fusedlr refuses a malformed value at import (fusedlr/cpu_tuning.py); keep the default here.
-  if (end == v || *end != '\0' || n < 0 || n > kMaxPrefetch) return kDefaultPrefetch;
-  return static_cast<int64_t>(n);
+  // 1-8 decimal digits, as fusedlr/cpu_tuning.py checks at import (which refuses anything
+  // else before the first step reads this); a malformed value keeps the default here.
+  int64_t n = 0;
+  int digits = 0;
+  for (const char* c = v; *c != '\0'; ++c, ++digits) {
+    if (*c < '0' || *c > '9' || digits == 8) return kDefaultPrefetch;
+    n = n * 10 + (*c - '0');
+  }
+  return n <= kMaxPrefetch ? n : kDefaultPrefetch;
 }
 
 std::atomic<int64_t>& prefetch_slot() {

@@ -64,8 +64,10 @@ const KernelTable& cpu_kernels();
 // Software prefetch distance of the update spans, in elements ahead of the loop in every stream
 // (0: none). Starts at FUSEDLR_CPU_PREFETCH when set, else kDefaultPrefetch; see
 // update_kernels.h for why and benchmarks/RESULTS_stream.md for the measurements.
+// The largest distance is half a work item (update_cpu.cpp, schedule_free_cpu.cpp: 16384
+// elements), since a span no longer than the distance prefetches nothing.
 constexpr int64_t kDefaultPrefetch = 512;
-constexpr int64_t kMaxPrefetch = int64_t{1} << 20;
+constexpr int64_t kMaxPrefetch = 8192;
 int64_t cpu_prefetch_distance();
 void set_cpu_prefetch_distance(int64_t elements);  // caller checks 0 <= elements <= kMaxPrefetch
 

@@ -15,6 +15,7 @@ namespace fusedlr {
 namespace {
 
 constexpr int64_t kChunk = 16384;
+static_assert(kMaxPrefetch < kChunk, "a full work item must be able to prefetch");
 constexpr int64_t kSerialBelow = 32768;  // elements: smaller calls run on one thread
 
 // One tensor's raw pointers (y, grad, z, exp_avg_sq; absent ones null), read once while the

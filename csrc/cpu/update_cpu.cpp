@@ -18,6 +18,7 @@ namespace fusedlr {
 namespace {
 
 constexpr int64_t kChunk = 16384;
+static_assert(kMaxPrefetch < kChunk, "a full work item must be able to prefetch");
 constexpr int64_t kSerialBelow = 32768;  // elements: smaller steps run on one thread
 
 // One tensor's raw pointers and scalars, read by the work item that runs it

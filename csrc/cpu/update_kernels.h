@@ -6,6 +6,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include "kernel_table.h"
+#include "prefetch.h"
 
 namespace fusedlr {
 namespace FUSEDLR_ISA_NS {
@@ -36,33 +37,8 @@ struct Opmath<double> {
 // of it in every stream, once per 64-byte line (prefetcht0). benchmarks/RESULTS.md (fourth
 // session) has the measurements: 8-13% faster streaming steps on AVX2 and AVX-512 at 256-768
 // elements; unrolling, work-item size, store order and non-temporal stores were measured too
-// and are not used. Spans no longer than `dist` prefetch nothing.
-constexpr int64_t kLineBytes = 64;
-
-struct Prefetch {
-  int64_t dist;  // elements ahead; 0: off
-
-  Prefetch(int64_t distance, int64_t n) : dist(n > distance ? distance : 0) {}
-
-  // The lines `dist` elements past element i of `base`, for a loop that advances `step`
-  // elements an iteration. The address is formed as an integer: it may lie past the array,
-  // which a prefetch never faults on.
-  template <typename E>
-  inline void ahead(const E* base, int64_t i, int64_t step) const {
-    if (dist == 0 || base == nullptr) return;
-    constexpr int64_t kSize = static_cast<int64_t>(sizeof(E));
-    const int64_t bytes = step * kSize;
-    const uintptr_t at =
-        reinterpret_cast<uintptr_t>(base) + static_cast<uintptr_t>((i + dist) * kSize);
-    if (bytes >= kLineBytes) {
-      for (int64_t o = 0; o < bytes; o += kLineBytes) {
-        __builtin_prefetch(reinterpret_cast<const void*>(at + o), 0, 3);
-      }
-    } else if ((i * kSize) % kLineBytes == 0) {
-      __builtin_prefetch(reinterpret_cast<const void*>(at), 0, 3);
-    }
-  }
-};
+// and are not used. Spans no longer than `dist` prefetch nothing (prefetch.h).
+using Prefetch = PrefetchAhead<>;
 
 template <typename T>
 constexpr bool is_reduced() {
