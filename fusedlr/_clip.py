@@ -101,8 +101,17 @@ class GradClip:
         scale, a non-finite norm into found_inf. ``work``: [(bucket, call, grads)]; with
         ``natives`` (one C++ EagerBucket per entry, grads gathered) the grads are read there
         and ``grads`` may be the call's params (only their count is used)."""
+        if not work:  # no param has a grad: the norm is 0 (clip_grad_norm_ of no grads)
+            self.norm.zero_()
+            return grad_scale, found_inf
         self._ensure(work)
         p = self.norm_type
+        # One bucket of float64 norms (the CPU; no DTensor) on the norm's device: the total is
+        # the norm of its per-grad norms, written straight to `norm` (as clip_grad_norm_: one
+        # norm over the per-grad norms), without the per-device parts
+        (bucket0, call0, _), *rest = work
+        single = (not rest and not call0.dtensor and bucket0.device == self.norm.device
+                  and call0.norm_buf.dtype == torch.float64)
         slot = dict.fromkeys(self._devices, 0)
         for k, (bucket, call, grads) in enumerate(work):
             dev = bucket.device
@@ -112,6 +121,9 @@ class GradClip:
                 ops.grad_norms_(grads, p, call.norm_buf[:-1])
             else:
                 torch.ops.aten._foreach_norm.Scalar_out(grads, p, None, out=call.norm_views)
+            if single:
+                torch.linalg.vector_norm(call.norm_buf[:-1], p, out=self.norm)
+                break
             torch.linalg.vector_norm(call.norm_buf[:-1], p, out=call.norm_buf[-1])
             bufs = self._devices[dev]
             part = bufs.parts[slot[dev]]
@@ -119,15 +131,8 @@ class GradClip:
             part.copy_(call.norm_buf[-1])
             if call.dtensor:
                 _all_reduce_shards(part, bucket.params, p)
-        totals = []
-        for dev, bufs in self._devices.items():
-            torch.linalg.vector_norm(bufs.parts, p, out=bufs.total)
-            totals.append(bufs.total if dev == self.norm.device
-                          else bufs.total.to(self.norm.device, non_blocking=True))
-        if len(totals) == 1:
-            self.norm.copy_(totals[0])
-        else:
-            torch.linalg.vector_norm(torch.stack(totals), p, out=self.norm)
+        if not single:
+            self._total(p)
         scale = None if grad_scale is None else grad_scale.to(self.norm.device)
         if scale is not None:
             self.norm.div_(scale.reshape(()))  # the norm of the unscaled grads
@@ -144,14 +149,28 @@ class GradClip:
             found = self._found
         if self.max_norm is None:
             return grad_scale, found
-        # coef = min(1, max_norm / (norm + 1e-6)); the ops divide the grads by grad_scale
-        torch.add(self.norm, 1e-6, out=self._coef)
-        self._coef.reciprocal_().mul_(self.max_norm).clamp_(max=1.0)
+        # coef = min(1, max_norm / (norm + 1e-6)); the ops divide the grads by grad_scale, so
+        # it is 1 / coef = max(1, (norm + 1e-6) / max_norm): negated without a grad scaler (no
+        # write-back), times S with one. (A NaN norm stays NaN, an infinite one gives coef 0.)
+        out = self._scale[0]
+        torch.add(self.norm, 1e-6, out=out)
         if scale is None:
-            torch.reciprocal(self._coef, out=self._scale[0]).neg_()  # -1 / coef: no write-back
+            out.div_(-self.max_norm).clamp_(max=-1.0)
         else:
-            torch.div(scale.reshape(()), self._coef, out=self._scale[0])  # S / coef
+            out.div_(self.max_norm).clamp_(min=1.0).mul_(scale.reshape(()))
         return self._scale, found
+
+    def _total(self, p: float) -> None:
+        """`norm` from the per-device parts (several buckets, devices or DTensor shards)."""
+        totals = []
+        for dev, bufs in self._devices.items():
+            torch.linalg.vector_norm(bufs.parts, p, out=bufs.total)
+            totals.append(bufs.total if dev == self.norm.device
+                          else bufs.total.to(self.norm.device, non_blocking=True))
+        if len(totals) == 1:
+            self.norm.copy_(totals[0])
+        else:
+            torch.linalg.vector_norm(torch.stack(totals), p, out=self.norm)
 
 
 def _all_reduce_shards(part: torch.Tensor, params, p: float) -> None:

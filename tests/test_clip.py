@@ -71,6 +71,29 @@ def test_matches_clip_grad_norm_then_step(kind, dtype, norm_type):
             torch.testing.assert_close(a, b, **TOL[dtype])
 
 
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_steps_without_any_grad(kind):
+    """A step where no param has a grad: clip_grad_norm_ of no grads is 0 and torch's step
+    changes nothing; the schedule still advances. Then grads again: as torch from there on."""
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    ours, opt, theirs, topt, sched = _pair(kind, torch.float64, seed, max_grad_norm=1.0,
+                                           skip_nonfinite=True)
+    for t in range(5):
+        with_grads = t in (2, 4)
+        grads = _grads(ours, t, seed, big=True)
+        for a, b, g in zip(ours, theirs, grads, strict=True):
+            a.grad, b.grad = (g.clone(), g.clone()) if with_grads else (None, None)
+        opt.step()
+        want = torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+        topt.step()
+        sched.step()
+        assert float(want) == 0.0 or with_grads
+        torch.testing.assert_close(opt.last_grad_norm, want.double(), **TOL[torch.float64])
+        assert float(opt.skipped_steps) == 0.0
+        for a, b in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(a, b, **TOL[torch.float64])
+
+
 def test_mixed_dtypes_share_one_norm():
     """Params of two dtypes (two buckets): one total norm over all of them, as torch's."""
     seed = 3
