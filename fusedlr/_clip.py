@@ -56,10 +56,11 @@ class GradClip:
         self.norm_type = float(norm_type)
         self.skip_nonfinite = skip_nonfinite
         self._layout = ()  # the calls the buffers were made for (held: compared by identity)
+        self._single = False  # the layout is one bucket of float64 norms (see _ensure)
         self._devices: dict[torch.device, _DeviceBuffers] = {}
         self.norm = None  # float64 [] on the first device: the last step's total grad norm
         self.skipped = None  # float64 [] on the first device: steps skipped (a non-finite norm)
-        self._coef = self._scale = self._found = None
+        self._nonfinite = self._scale = self._found = None
 
     def init_buffers(self, device: torch.device) -> None:
         """The per-step scalars on `device` (the optimizer's first); ``norm`` exists from
@@ -68,7 +69,7 @@ class GradClip:
             return
         self.norm = torch.zeros((), dtype=torch.float64, device=device)
         self.skipped = torch.zeros((), dtype=torch.float64, device=device)
-        self._coef = torch.zeros((), dtype=torch.float64, device=device)
+        self._nonfinite = torch.zeros((), dtype=torch.float64, device=device)
         # the ops' grad_scale, float64: the CPU and CUDA kernels read it as is (float64 params
         # keep the exact coefficient; the float32 and 16-bit kernels round it to float32 per
         # tensor, on the CPU and, since the float64 scale reaches them, on CUDA alike)
@@ -91,8 +92,14 @@ class GradClip:
                 call.norm_buf = torch.zeros(len(grads) + 1, dtype=dt, device=bucket.device)
                 call.norm_views = list(call.norm_buf[:-1].unbind(0))
         self._devices = {dev: _DeviceBuffers(dev, n) for dev, n in counts.items()}
-        self.init_buffers(next(iter(counts)) if counts else torch.device("cpu"))
+        self.init_buffers(next(iter(counts)))  # (prepare passes no empty work)
         self._layout = calls
+        # One bucket of float64 per-grad norms (the CPU; no DTensor) on the norm's device: the
+        # total is the norm of its per-grad norms, written straight to `norm` (as
+        # clip_grad_norm_: one norm over the per-grad norms), without the per-device parts
+        bucket, call, _ = work[0]
+        self._single = (len(work) == 1 and not call.dtensor and bucket.device == self.norm.device
+                        and call.norm_buf.dtype == torch.float64)
 
     # -- the step ----------------------------------------------------------------------------
     def prepare(self, work, grad_scale, found_inf, natives=None):
@@ -106,12 +113,6 @@ class GradClip:
             return grad_scale, found_inf
         self._ensure(work)
         p = self.norm_type
-        # One bucket of float64 norms (the CPU; no DTensor) on the norm's device: the total is
-        # the norm of its per-grad norms, written straight to `norm` (as clip_grad_norm_: one
-        # norm over the per-grad norms), without the per-device parts
-        (bucket0, call0, _), *rest = work
-        single = (not rest and not call0.dtensor and bucket0.device == self.norm.device
-                  and call0.norm_buf.dtype == torch.float64)
         slot = dict.fromkeys(self._devices, 0)
         for k, (bucket, call, grads) in enumerate(work):
             dev = bucket.device
@@ -121,9 +122,8 @@ class GradClip:
                 ops.grad_norms_(grads, p, call.norm_buf[:-1])
             else:
                 torch.ops.aten._foreach_norm.Scalar_out(grads, p, None, out=call.norm_views)
-            if single:
-                torch.linalg.vector_norm(call.norm_buf[:-1], p, out=self.norm)
-                break
+            if self._single:
+                continue
             torch.linalg.vector_norm(call.norm_buf[:-1], p, out=call.norm_buf[-1])
             bufs = self._devices[dev]
             part = bufs.parts[slot[dev]]
@@ -131,7 +131,9 @@ class GradClip:
             part.copy_(call.norm_buf[-1])
             if call.dtensor:
                 _all_reduce_shards(part, bucket.params, p)
-        if not single:
+        if self._single:
+            torch.linalg.vector_norm(work[0][1].norm_buf[:-1], p, out=self.norm)
+        else:
             self._total(p)
         scale = None if grad_scale is None else grad_scale.to(self.norm.device)
         if scale is not None:
@@ -140,10 +142,10 @@ class GradClip:
         if self.skip_nonfinite:
             # norm - norm is 0 for a finite norm and NaN for an infinite or NaN one; ne_ makes
             # it 0.0 / 1.0 in place (no temporary)
-            torch.sub(self.norm, self.norm, out=self._coef)
-            self._coef.ne_(0.0)
-            self.skipped.add_(self._coef)
-            self._found.copy_(self._coef)
+            torch.sub(self.norm, self.norm, out=self._nonfinite)
+            self._nonfinite.ne_(0.0)
+            self.skipped.add_(self._nonfinite)
+            self._found.copy_(self._nonfinite)
             if found_inf is not None:
                 self._found.add_(found_inf.to(self._found.device).reshape(1)).clamp_(max=1.0)
             found = self._found
