@@ -13,6 +13,7 @@
 // ord (max would drop it: it is tracked apart), an Inf an Inf one (or NaN for ord = inf and a
 // NaN). Grads are read only; out is a contiguous float64 tensor of len(grads) elements; nothing
 // is allocated but the work list.
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -31,19 +32,10 @@ constexpr int kLanes = 16;
 
 enum class Kind { kL2, kL1, kInf, kP };
 
-template <typename T>
-struct Opmath {
-  using type = float;
-};
-template <>
-struct Opmath<double> {
-  using type = double;
-};
-
 // The chunk's partial: sum x^2 / sum |x| / max |x| / sum |x|^p, in double; NaN if a NaN was read.
 template <typename T>
 double chunk_partial(const T* x, int64_t n, Kind kind, double p) {
-  using O = typename Opmath<T>::type;
+  using O = at::opmath_type<T>;  // float, or double for double
   O acc[kLanes] = {};
   O nan_probe[kLanes] = {};  // x * 0: 0 for finite x, NaN for NaN / Inf (max would drop a NaN)
   int64_t i = 0;

@@ -2,6 +2,7 @@
 // which sets the target ISA and the namespace FUSEDLR_ISA_NS first.
 #pragma once
 
+#include <ATen/OpMathType.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
@@ -17,15 +18,6 @@ template <typename V>
 struct VecOps {
   static inline V sqrt(V x) { return x.sqrt(); }
   static inline V max(V a, V b) { return at::vec::maximum(a, b); }
-};
-
-template <typename T>
-struct Opmath {
-  using type = float;
-};
-template <>
-struct Opmath<double> {
-  using type = double;
 };
 
 // Software prefetch. The spans stream 3-6 arrays, and Adam's loop holds a sqrt and two divisions
@@ -48,7 +40,7 @@ constexpr bool is_reduced() {
 // Loads n (= Vectorized<T>::size()) elements of T as opmath vectors (two for reduced types).
 template <typename T>
 struct Lanes {
-  using O = typename Opmath<T>::type;
+  using O = at::opmath_type<T>;  // float, or double for double
   using OVec = Vectorized<O>;
   static constexpr int kParts = is_reduced<T>() ? 2 : 1;
   static constexpr int64_t kStep = Vectorized<T>::size();
